@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod handshake;
 pub mod message;
 pub mod rate_limit;
+pub mod reader;
 pub mod registry;
 pub mod replay;
 pub mod schema;
