@@ -15,4 +15,5 @@ pub mod registry;
 pub mod replay;
 pub mod schema;
 pub mod session;
+pub mod testing;
 pub mod varint;

@@ -258,7 +258,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_bodies() {
-        assert_eq!(ControlMessage::decode(ROUTE_PING, &[1, 2, 3]), Err(WireError::Truncated));
+        assert_eq!(
+            ControlMessage::decode(ROUTE_PING, &[1, 2, 3]),
+            Err(WireError::Truncated)
+        );
         assert_eq!(
             ControlMessage::decode(ROUTE_PONG, &[0; 9]),
             Err(WireError::Trailing(1))

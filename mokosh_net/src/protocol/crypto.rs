@@ -458,7 +458,10 @@ mod tests {
         let pair = KeyPair::generate().unwrap();
         let again = KeyPair::from_private_hex(&pair.private_hex()).unwrap();
         assert_eq!(pair, again);
-        assert_eq!(PublicKey::from_hex(&pair.public().to_hex()).unwrap(), pair.public());
+        assert_eq!(
+            PublicKey::from_hex(&pair.public().to_hex()).unwrap(),
+            pair.public()
+        );
         assert!(PublicKey::from_hex("zz").is_err());
         assert!(PublicKey::from_hex(&"g".repeat(64)).is_err());
         assert!(!format!("{pair:?}").contains(&pair.private_hex()));
@@ -487,13 +490,21 @@ mod tests {
         let (mut client, server) = handshake();
         let mut header = Header::new(CodecId::Postcard, 42);
         let mut packet = Vec::new();
-        let counter = client.sealer.seal(&mut header, b"payload bytes", &mut packet).unwrap();
+        let counter = client
+            .sealer
+            .seal(&mut header, b"payload bytes", &mut packet)
+            .unwrap();
         assert_eq!(counter, 0);
         let decoded = Header::decode(&packet, 1024).unwrap();
         let mut plain = Vec::new();
         server
             .opener
-            .open(&packet[..decoded.header_len], counter, decoded.body, &mut plain)
+            .open(
+                &packet[..decoded.header_len],
+                counter,
+                decoded.body,
+                &mut plain,
+            )
             .unwrap();
         assert_eq!(plain, b"payload bytes");
 
@@ -504,7 +515,12 @@ mod tests {
                 Err(_) => true,
                 Ok(d) => server
                     .opener
-                    .open(&tampered[..d.header_len], d.header.message_id, d.body, &mut plain)
+                    .open(
+                        &tampered[..d.header_len],
+                        d.header.message_id,
+                        d.body,
+                        &mut plain,
+                    )
                     .is_err(),
             };
             assert!(rejected, "bit {bit} flip accepted");
@@ -527,7 +543,10 @@ mod tests {
         client.sealer.set_next_counter(u64::MAX - 1);
         let mut out = Vec::new();
         let mut header = Header::new(CodecId::Raw, 20);
-        assert_eq!(client.sealer.seal(&mut header, b"x", &mut out), Ok(u64::MAX - 1));
+        assert_eq!(
+            client.sealer.seal(&mut header, b"x", &mut out),
+            Ok(u64::MAX - 1)
+        );
         assert_eq!(
             client.sealer.seal(&mut header, b"x", &mut out),
             Err(CryptoError::CounterExhausted)

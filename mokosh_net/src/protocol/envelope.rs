@@ -448,29 +448,36 @@ mod tests {
         bad.extend_from_slice(&[0, 0]);
         assert!(matches!(
             Header::decode(&bad, 1024),
-            Err(EnvelopeError::Varint { field: "route id", .. })
+            Err(EnvelopeError::Varint {
+                field: "route id",
+                ..
+            })
         ));
     }
 
     fn arb_header() -> impl Strategy<Value = Header> {
         (
             0u8..4,
-            prop_oneof![Just(CodecId::Json), Just(CodecId::Postcard), Just(CodecId::Raw)],
+            prop_oneof![
+                Just(CodecId::Json),
+                Just(CodecId::Postcard),
+                Just(CodecId::Raw)
+            ],
             any::<u16>(),
             any::<u64>(),
             proptest::option::of(any::<u64>()),
             proptest::option::of(any::<u64>()),
         )
-            .prop_map(|(flags, codec, route_id, message_id, correlation_id, schema_hash)| {
-                Header {
+            .prop_map(
+                |(flags, codec, route_id, message_id, correlation_id, schema_hash)| Header {
                     flags: Flags::from_bits(flags).unwrap_or_default(),
                     message_id,
                     correlation_id,
                     schema_hash,
                     route_id,
                     ..Header::new(codec, 0)
-                }
-            })
+                },
+            )
     }
 
     proptest! {

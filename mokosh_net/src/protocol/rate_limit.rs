@@ -189,11 +189,15 @@ mod tests {
     fn burst_then_sustained_rate() {
         let start = Instant::now();
         let mut limiter = RateLimiter::new(RateLimitConfig::default());
-        let admitted = (0..200).filter(|_| limiter.check(start, 10).is_ok()).count();
+        let admitted = (0..200)
+            .filter(|_| limiter.check(start, 10).is_ok())
+            .count();
         assert_eq!(admitted, 150, "burst");
         // One second later exactly 100 more tokens exist.
         let later = start + Duration::from_secs(1);
-        let admitted = (0..200).filter(|_| limiter.check(later, 10).is_ok()).count();
+        let admitted = (0..200)
+            .filter(|_| limiter.check(later, 10).is_ok())
+            .count();
         assert_eq!(admitted, 100, "sustained");
         // 10 ms later: one token.
         let a_bit = later + Duration::from_millis(10);
@@ -252,6 +256,9 @@ mod tests {
         });
         assert_eq!(limiter.time_until_next_message(), Duration::ZERO);
         assert!(limiter.check(start, 1).is_ok());
-        assert_eq!(limiter.time_until_next_message(), Duration::from_millis(250));
+        assert_eq!(
+            limiter.time_until_next_message(),
+            Duration::from_millis(250)
+        );
     }
 }

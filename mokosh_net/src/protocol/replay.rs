@@ -267,9 +267,15 @@ mod tests {
     fn window_edges() {
         let mut window = ReplayWindow::new(64);
         window.commit(u64::MAX);
-        assert_eq!(window.check(u64::MAX), Err(ReplayError::Duplicate(u64::MAX)));
+        assert_eq!(
+            window.check(u64::MAX),
+            Err(ReplayError::Duplicate(u64::MAX))
+        );
         assert!(window.check(u64::MAX - 63).is_ok());
-        assert!(matches!(window.check(u64::MAX - 64), Err(ReplayError::TooOld { .. })));
+        assert!(matches!(
+            window.check(u64::MAX - 64),
+            Err(ReplayError::TooOld { .. })
+        ));
         assert!(matches!(window.check(0), Err(ReplayError::TooOld { .. })));
 
         let mut window = ReplayWindow::new(64);
@@ -304,11 +310,17 @@ mod tests {
         guard.commit(0);
         assert_eq!(
             guard.check(0),
-            Err(ReplayError::OutOfOrder { expected: 1, got: 0 })
+            Err(ReplayError::OutOfOrder {
+                expected: 1,
+                got: 0
+            })
         );
         assert_eq!(
             guard.check(2),
-            Err(ReplayError::OutOfOrder { expected: 1, got: 2 })
+            Err(ReplayError::OutOfOrder {
+                expected: 1,
+                got: 2
+            })
         );
         // An unauthenticated packet that passed the check changes nothing.
         assert!(guard.check(1).is_ok());

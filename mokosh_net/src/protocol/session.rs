@@ -41,8 +41,8 @@ use super::compression::{
 use super::control::{
     ControlMessage, DisconnectReason, ROUTE_DISCONNECT, ROUTE_HANDSHAKE, ROUTE_PING, ROUTE_PONG,
 };
-use super::crypto::{CryptoError, KeyPair, NoiseHandshake, PacketOpener, PacketSealer, PublicKey};
 use super::crypto::TAG_LEN;
+use super::crypto::{CryptoError, KeyPair, NoiseHandshake, PacketOpener, PacketSealer, PublicKey};
 use super::envelope::{EnvelopeError, Flags, Header};
 use super::handshake::{Accept, Hello, MAX_HANDSHAKE_BODY, Response};
 use super::rate_limit::{RateLimitConfig, RateLimitError, RateLimiter};
@@ -625,7 +625,9 @@ impl Session {
             State::ClientHandshake { deadline, .. }
             | State::ServerAwaitHello { deadline, .. }
             | State::ServerAwaitAuth { deadline, .. } => Some(*deadline),
-            State::Established(est) => Some((est.last_received + est.idle_timeout).min(est.next_ping)),
+            State::Established(est) => {
+                Some((est.last_received + est.idle_timeout).min(est.next_ping))
+            }
             State::Closed(_) => None,
         }
     }
@@ -667,7 +669,11 @@ impl Session {
             }
             State::Established(est) => {
                 if now.saturating_duration_since(est.last_received) >= est.idle_timeout {
-                    self.close(DisconnectReason::IdleTimeout, Initiator::Local, String::new());
+                    self.close(
+                        DisconnectReason::IdleTimeout,
+                        Initiator::Local,
+                        String::new(),
+                    );
                 } else if now >= est.next_ping {
                     let id = est.next_ping_id;
                     est.next_ping_id += 1;
@@ -1032,10 +1038,8 @@ impl Session {
                         super::handshake::MIN_MESSAGE_SIZE,
                         super::handshake::MAX_MESSAGE_SIZE,
                     ) as u32,
-                    ping_interval_ms: self.config.ping_interval.as_millis().clamp(1, 60_000)
-                        as u32,
-                    idle_timeout_ms: self.config.idle_timeout.as_millis().clamp(1, 600_000)
-                        as u32,
+                    ping_interval_ms: self.config.ping_interval.as_millis().clamp(1, 60_000) as u32,
+                    idle_timeout_ms: self.config.idle_timeout.as_millis().clamp(1, 600_000) as u32,
                 };
                 self.state = State::ServerAwaitAuth {
                     noise,
@@ -1092,7 +1096,9 @@ impl Session {
                 let offered_compression = accept.compression == CompressionId::None
                     || self.config.compression.contains(&accept.compression);
                 if !offered_codec || !offered_compression {
-                    return Err(PacketError::Unexpected("server chose something not offered"));
+                    return Err(PacketError::Unexpected(
+                        "server chose something not offered",
+                    ));
                 }
                 let keys = match noise.take() {
                     Some(noise) => Some(noise.into_traffic_keys().map_err(PacketError::Handshake)?),
@@ -1173,7 +1179,10 @@ impl Session {
                     .registry
                     .get(route)
                     .ok_or(PacketError::UnknownRoute(route))?;
-                if header.schema_hash.is_some_and(|hash| hash != info.schema_hash) {
+                if header
+                    .schema_hash
+                    .is_some_and(|hash| hash != info.schema_hash)
+                {
                     return Err(PacketError::SchemaMismatch(route));
                 }
                 if header.codec != est.codec && header.codec != CodecId::Raw {
@@ -1192,13 +1201,14 @@ impl Session {
                     std::mem::take(&mut self.scratch)
                 };
                 self.stats.messages_in += 1;
-                self.events.push_back(SessionEvent::Message(ReceivedMessage {
-                    route_id: route,
-                    message_id: header.message_id,
-                    correlation_id: header.correlation_id,
-                    codec: header.codec,
-                    payload,
-                }));
+                self.events
+                    .push_back(SessionEvent::Message(ReceivedMessage {
+                        route_id: route,
+                        message_id: header.message_id,
+                        correlation_id: header.correlation_id,
+                        codec: header.codec,
+                        payload,
+                    }));
                 Ok(())
             }
         }

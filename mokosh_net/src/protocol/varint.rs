@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(read(&too_big), Err(VarintError::Overflow));
         // Eleven bytes of continuation.
         assert_eq!(read(&[0xff; 11]), Err(VarintError::Overflow));
-        assert_eq!(read_bounded(&[0x80, 0x80, 0x04], 65_535), Err(VarintError::Overflow));
+        assert_eq!(
+            read_bounded(&[0x80, 0x80, 0x04], 65_535),
+            Err(VarintError::Overflow)
+        );
         assert_eq!(read_bounded(&[0xff, 0xff, 0x03], 65_535), Ok((65_535, 3)));
     }
 
