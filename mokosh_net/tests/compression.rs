@@ -481,32 +481,40 @@ fn one_compressor_reused_many_times() {
 
 /// Measurement used to pick `CompressionConfig::DEFAULT.zstd_level`. Run with
 /// `cargo test --release -p mokosh_net --test compression -- --ignored --nocapture`.
+/// Prints sizes and rough per-call timings; asserts nothing about them.
 #[test]
 #[ignore = "measurement, prints only"]
 fn measure_zstd_levels() {
     use std::time::Instant;
-    // A postcard-like 64-player snapshot: ids, quantized-ish floats, health.
+    // A 64-player snapshot laid out like postcard would (varint id, f32s,
+    // varint health), with plausible world coordinates and velocities.
+    let jitter = noise(64 * 6, 42);
     let mut snapshot = Vec::new();
     for id in 0u32..64 {
-        snapshot.extend_from_slice(&id.to_le_bytes());
-        for axis in 0..6u32 {
-            let v = ((id * 7 + axis * 13) % 97) as f32 * 0.25;
+        snapshot.push(id as u8);
+        for axis in 0..6usize {
+            let base = if axis < 3 { 100.0 } else { 0.0 };
+            let v = base + f32::from(jitter[id as usize * 6 + axis]) * 0.37 - 40.0;
             snapshot.extend_from_slice(&v.to_le_bytes());
         }
-        snapshot.extend_from_slice(&(100 - (id % 30) as u16).to_le_bytes());
+        snapshot.push(100 - (id % 30) as u8);
     }
+    // A batch of 64 input messages (tick, two axes, aim, action).
     let inputs: Vec<u8> = (0u32..64)
         .flat_map(|i| {
-            let mut m = (10_000 + i).to_le_bytes().to_vec();
-            m.extend_from_slice(&((i % 3) as f32).to_le_bytes());
-            m.extend_from_slice(&0.5f32.to_le_bytes());
+            let mut m = vec![0x90, 0x4E + (i / 128) as u8];
+            m.extend_from_slice(&(f32::from(jitter[i as usize] % 3) - 1.0).to_le_bytes());
+            m.extend_from_slice(&(f32::from(jitter[i as usize + 64] % 3) - 1.0).to_le_bytes());
+            m.extend_from_slice(&(f32::from(jitter[i as usize + 128]) * 0.0245).to_le_bytes());
             m.push((i % 3) as u8);
             m
         })
         .collect();
+    let rounds = 50_000;
     for (name, payload) in [("snapshot", &snapshot), ("inputs", &inputs)] {
         for (algo, level) in [
             (CompressionId::Zstd, 1),
+            (CompressionId::Zstd, 2),
             (CompressionId::Zstd, 3),
             (CompressionId::Lz4, 0),
         ] {
@@ -516,16 +524,18 @@ fn measure_zstd_levels() {
             };
             let mut c = Compressor::new(algo, config).unwrap();
             let mut out = Vec::new();
-            let rounds = 20_000;
+            let mut plain = Vec::new();
+            // Warm up (first use sizes the contexts).
+            for _ in 0..1000 {
+                out.clear();
+                c.compress(payload, &mut out).unwrap();
+            }
             let start = Instant::now();
-            let mut size = 0;
             for _ in 0..rounds {
                 out.clear();
                 c.compress(payload, &mut out).unwrap();
-                size = out.len();
             }
             let per = start.elapsed() / rounds;
-            let mut plain = Vec::new();
             let start = Instant::now();
             for _ in 0..rounds {
                 plain.clear();
@@ -533,8 +543,9 @@ fn measure_zstd_levels() {
             }
             let dper = start.elapsed() / rounds;
             println!(
-                "{name:8} {} bytes -> {algo} level {level}: {size} bytes, compress {per:?}, decompress {dper:?}",
-                payload.len()
+                "{name:8} {} B -> {algo} level {level}: {} B, compress {per:?}, decompress {dper:?}",
+                payload.len(),
+                out.len(),
             );
         }
     }
