@@ -29,7 +29,9 @@
 //!   hint for a sequence whose declared length exceeds the remaining input,
 //!   and serde's own collection impls cap any pre-allocation from a size hint
 //!   (`serde::de::size_hint::cautious`, at most 1 MiB). A length that the
-//!   input cannot back fails with "unexpected end of input".
+//!   input cannot back fails with "unexpected end of input". Map size hints
+//!   are *not* clamped by postcard, so hand-written `Deserialize` impls must
+//!   never pre-allocate from `size_hint()` without a cap of their own.
 //! * Raw: the whole payload is handed to the target type as one byte string.
 //!
 //! # The raw codec
@@ -681,6 +683,27 @@ mod tests {
         encode(CodecId::Raw, &RawBytes(b"abc".to_vec()), &mut out).unwrap();
         assert_eq!(out, b"xy\x07abc");
         encode(CodecId::Json, &[1u8, 2], &mut out).unwrap();
+        assert_eq!(out, b"xy\x07abc[1,2]");
+        // JSON refuses non-string map keys, postcard unknown-length sequences;
+        // neither may leave a partial encoding behind.
+        let map: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        assert!(matches!(
+            encode(CodecId::Json, &map, &mut out),
+            Err(CodecError::Json(_))
+        ));
+        struct UnknownLen;
+        impl Serialize for UnknownLen {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use ser::SerializeSeq;
+                let mut seq = s.serialize_seq(None)?;
+                seq.serialize_element(&1u8)?;
+                seq.end()
+            }
+        }
+        assert!(matches!(
+            encode(CodecId::Postcard, &UnknownLen, &mut out),
+            Err(CodecError::Postcard(_))
+        ));
         assert_eq!(out, b"xy\x07abc[1,2]");
     }
 
