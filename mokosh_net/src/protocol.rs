@@ -17,3 +17,6 @@ pub mod schema;
 pub mod session;
 pub mod testing;
 pub mod varint;
+
+#[cfg(test)]
+mod golden;

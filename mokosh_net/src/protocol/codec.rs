@@ -1,31 +1,727 @@
-//! (temporary minimal definition; replaced by the codec branch)
-#![allow(missing_docs)]
+//! Payload codecs: how a typed message value becomes bytes and back.
+//!
+//! A connection negotiates exactly one [`CodecId`] during the handshake (see
+//! [`negotiate_codec`]); every application payload on that connection is then
+//! encoded with [`encode`] and decoded with [`decode`].
+//!
+//! # Codecs
+//!
+//! | id | name       | body                                                         |
+//! |----|------------|--------------------------------------------------------------|
+//! | 1  | `json`     | one JSON value (RFC 8259) as produced by `serde_json`        |
+//! | 2  | `postcard` | one value in the [postcard] wire format (varint lengths)     |
+//! | 3  | `raw`      | the bytes verbatim; only byte-string values are allowed      |
+//!
+//! Id `0` is reserved and never valid.
+//!
+//! # Decoding rules (all codecs)
+//!
+//! * The payload must contain **exactly one** value. Any byte left over after
+//!   the value is an error ([`CodecError::TrailingBytes`]). For JSON this
+//!   includes whitespace: no whitespace may precede or follow the value.
+//! * JSON: before parsing, the payload is scanned once and rejected with
+//!   [`CodecError::JsonTooDeep`] if `[`/`{` nesting (counted outside string
+//!   literals) exceeds [`DecodeLimits::max_json_depth`] (default 32). A value
+//!   of `[]` has depth 1; a scalar has depth 0. `serde_json`'s own fixed limit
+//!   of 128 remains as a backstop, so limits above 128 have no further effect.
+//! * Postcard: sequence and map lengths are varints taken from the input.
+//!   They never drive an unbounded allocation: postcard 1.x reports no size
+//!   hint for a sequence whose declared length exceeds the remaining input,
+//!   and serde's own collection impls cap any pre-allocation from a size hint
+//!   (`serde::de::size_hint::cautious`, at most 1 MiB). A length that the
+//!   input cannot back fails with "unexpected end of input". Map size hints
+//!   are *not* clamped by postcard, so hand-written `Deserialize` impls must
+//!   never pre-allocate from `size_hint()` without a cap of their own.
+//! * Raw: the whole payload is handed to the target type as one byte string.
+//!
+//! # The raw codec
+//!
+//! `raw` is what Mokosh control messages and opaque application payloads use:
+//! the value already *is* bytes (for instance a frame encoded by a schema of
+//! its own), so it is sent verbatim with no framing at all. Only values that
+//! serialize as a byte string (`Serializer::serialize_bytes`), optionally
+//! wrapped in newtype structs, are accepted; anything else fails with
+//! [`CodecError::RawRequiresBytes`]. [`RawBytes`] is the canonical payload
+//! type; `serde_bytes`-annotated fields and newtypes around them work too.
+//! Note that a plain `Vec<u8>` or `&[u8]` serializes as a *sequence* in serde,
+//! not as a byte string, and is therefore rejected.
+//!
+//! [postcard]: https://postcard.jamesmunns.com/wire-format
+
+use core::fmt;
+
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::{Deserialize, Serialize, ser};
+
+/// Identifies a payload codec on the wire (one byte).
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CodecId {
+    /// JSON via `serde_json`. Human readable; meant for debugging and web peers.
     Json = 1,
+    /// The compact postcard binary format. The default for typed messages.
     Postcard = 2,
+    /// Bytes passed through verbatim (control messages, opaque payloads).
     Raw = 3,
 }
+
 impl CodecId {
+    /// Every codec, in the order Mokosh prefers them.
+    pub const ALL: [CodecId; 3] = [CodecId::Postcard, CodecId::Raw, CodecId::Json];
+
+    /// The wire value of this id.
+    #[must_use]
     pub const fn as_u8(self) -> u8 {
         self as u8
     }
-}
-impl TryFrom<u8> for CodecId {
-    type Error = u8;
-    fn try_from(v: u8) -> Result<Self, u8> {
-        match v {
-            1 => Ok(Self::Json),
-            2 => Ok(Self::Postcard),
-            3 => Ok(Self::Raw),
-            o => Err(o),
+
+    /// The lower-case name used in logs and documentation.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            CodecId::Json => "json",
+            CodecId::Postcard => "postcard",
+            CodecId::Raw => "raw",
         }
     }
 }
+
+impl TryFrom<u8> for CodecId {
+    type Error = CodecError;
+
+    fn try_from(value: u8) -> Result<Self, Self::Error> {
+        match value {
+            1 => Ok(CodecId::Json),
+            2 => Ok(CodecId::Postcard),
+            3 => Ok(CodecId::Raw),
+            id => Err(CodecError::UnknownCodecId { id }),
+        }
+    }
+}
+
+impl From<CodecId> for u8 {
+    fn from(id: CodecId) -> Self {
+        id.as_u8()
+    }
+}
+
+impl fmt::Display for CodecId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Picks the codec for a connection.
+///
+/// The client sends its supported codecs as an ordered preference list
+/// (`client_offer`, most preferred first); the server answers with the
+/// **first entry of the client's list that it supports itself**. The server's
+/// own ordering is irrelevant.
+///
+/// Edge cases:
+/// * an empty offer (or an empty `server_supported`) yields `None`;
+/// * duplicates in the offer are harmless: only the first occurrence can ever
+///   be chosen, later ones are ignored;
+/// * no overlap yields `None`, and the server should refuse the connection.
+#[must_use]
 pub fn negotiate_codec(client_offer: &[CodecId], server_supported: &[CodecId]) -> Option<CodecId> {
     client_offer
         .iter()
         .copied()
-        .find(|c| server_supported.contains(c))
+        .find(|offered| server_supported.contains(offered))
+}
+
+/// Limits applied while decoding untrusted payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Maximum nesting of JSON arrays/objects (default 32). `0` only admits
+    /// scalars. Values above 128 are capped by `serde_json` itself.
+    pub max_json_depth: usize,
+}
+
+impl DecodeLimits {
+    /// The default limits.
+    pub const DEFAULT: DecodeLimits = DecodeLimits { max_json_depth: 32 };
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// A codec id byte that names no codec (including the reserved `0`).
+    #[error("unknown codec id {id}")]
+    UnknownCodecId {
+        /// The byte received.
+        id: u8,
+    },
+    /// `serde_json` failed (syntax error, type mismatch, empty input...).
+    #[error("JSON codec: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The JSON payload nests arrays/objects deeper than allowed.
+    #[error("JSON nesting exceeds the limit of {limit}")]
+    JsonTooDeep {
+        /// The configured [`DecodeLimits::max_json_depth`].
+        limit: usize,
+    },
+    /// postcard failed (truncated input, invalid varint, type mismatch...).
+    #[error("postcard codec: {0}")]
+    Postcard(#[source] postcard::Error),
+    /// Bytes were left over after one complete value.
+    #[error("{count} trailing byte(s) after the encoded value")]
+    TrailingBytes {
+        /// How many bytes were left over.
+        count: usize,
+    },
+    /// The raw codec was used with a type that is not a byte string.
+    #[error("the raw codec only carries byte strings")]
+    RawRequiresBytes,
+    /// A type's own `Serialize`/`Deserialize` impl failed under the raw codec.
+    #[error("raw codec: {message}")]
+    Raw {
+        /// The message reported by the type.
+        message: String,
+    },
+}
+
+/// Appends the encoding of `value` to `out`.
+///
+/// `out` is only appended to, so one buffer can be reused across messages
+/// (clear it yourself). On error `out` is restored to its original length.
+pub fn encode<T: Serialize + ?Sized>(
+    codec: CodecId,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let start = out.len();
+    let result = match codec {
+        CodecId::Json => serde_json::to_writer(&mut *out, value).map_err(CodecError::Json),
+        CodecId::Postcard => postcard::serialize_with_flavor(value, AppendToVec(&mut *out))
+            .map_err(CodecError::Postcard),
+        CodecId::Raw => value
+            .serialize(RawSerializer { out: &mut *out })
+            .map_err(CodecError::from),
+    };
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Decodes exactly one `T` from `bytes`.
+///
+/// See the [module documentation](self) for the rules each codec enforces.
+pub fn decode<T: DeserializeOwned>(
+    codec: CodecId,
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<T, CodecError> {
+    match codec {
+        CodecId::Json => decode_json(bytes, limits),
+        CodecId::Postcard => {
+            let (value, rest) = postcard::take_from_bytes(bytes).map_err(CodecError::Postcard)?;
+            if rest.is_empty() {
+                Ok(value)
+            } else {
+                Err(CodecError::TrailingBytes { count: rest.len() })
+            }
+        }
+        CodecId::Raw => T::deserialize(RawDeserializer { bytes }).map_err(CodecError::from),
+    }
+}
+
+fn decode_json<T: DeserializeOwned>(bytes: &[u8], limits: &DecodeLimits) -> Result<T, CodecError> {
+    if json_nesting_exceeds(bytes, limits.max_json_depth) {
+        return Err(CodecError::JsonTooDeep {
+            limit: limits.max_json_depth,
+        });
+    }
+    if bytes.first().is_some_and(|b| is_json_whitespace(*b)) {
+        return Err(CodecError::Json(de::Error::custom(
+            "leading whitespace is not allowed",
+        )));
+    }
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<T>();
+    let value = match stream.next() {
+        Some(Ok(value)) => value,
+        Some(Err(err)) => return Err(CodecError::Json(err)),
+        None => {
+            return Err(CodecError::Json(de::Error::custom(
+                "no JSON value in input",
+            )));
+        }
+    };
+    let consumed = stream.byte_offset();
+    if consumed == bytes.len() {
+        Ok(value)
+    } else {
+        Err(CodecError::TrailingBytes {
+            count: bytes.len().saturating_sub(consumed),
+        })
+    }
+}
+
+const fn is_json_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Returns `true` if `[`/`{` nesting outside string literals exceeds `limit`.
+///
+/// Linear, allocation-free, and stops at the first violation. It does not
+/// validate the JSON; the parser does that afterwards. Stray closing brackets
+/// never drive the depth below zero.
+fn json_nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+/// A postcard output flavor appending to a borrowed `Vec` (no temporary buffer).
+struct AppendToVec<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendToVec<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// RawBytes
+// ---------------------------------------------------------------------------
+
+/// The canonical payload type for the [`CodecId::Raw`] codec: an owned byte
+/// string.
+///
+/// It serializes with `serialize_bytes` (so `raw` writes it verbatim, postcard
+/// as a length-prefixed byte string and JSON as an array of numbers) and
+/// deserializes from a byte string (or, for self-describing formats like
+/// JSON, from an array of numbers).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RawBytes(pub Vec<u8>);
+
+impl RawBytes {
+    /// Returns the inner bytes.
+    #[must_use]
+    pub fn into_inner(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl From<Vec<u8>> for RawBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        RawBytes(bytes)
+    }
+}
+
+impl From<&[u8]> for RawBytes {
+    fn from(bytes: &[u8]) -> Self {
+        RawBytes(bytes.to_vec())
+    }
+}
+
+impl From<RawBytes> for Vec<u8> {
+    fn from(bytes: RawBytes) -> Self {
+        bytes.0
+    }
+}
+
+impl AsRef<[u8]> for RawBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl core::ops::Deref for RawBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Serialize for RawBytes {
+    fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBytes {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_byte_buf(RawBytesVisitor)
+    }
+}
+
+struct RawBytesVisitor;
+
+impl<'de> Visitor<'de> for RawBytesVisitor {
+    type Value = RawBytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawBytes, E> {
+        Ok(RawBytes(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<RawBytes, E> {
+        Ok(RawBytes(v))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawBytes, A::Error> {
+        // Never trust a length hint from the input beyond a small cap.
+        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(b) = seq.next_element::<u8>()? {
+            bytes.push(b);
+        }
+        Ok(RawBytes(bytes))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The raw codec: a serializer/deserializer that only knows byte strings.
+// ---------------------------------------------------------------------------
+
+/// Internal error of the raw (de)serializer; mapped to [`CodecError`].
+#[derive(Debug)]
+enum RawError {
+    RequiresBytes,
+    Custom(String),
+}
+
+impl fmt::Display for RawError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawError::RequiresBytes => f.write_str("the raw codec only carries byte strings"),
+            RawError::Custom(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for RawError {}
+
+impl ser::Error for RawError {
+    fn custom<M: fmt::Display>(msg: M) -> Self {
+        RawError::Custom(msg.to_string())
+    }
+}
+
+impl de::Error for RawError {
+    fn custom<M: fmt::Display>(msg: M) -> Self {
+        RawError::Custom(msg.to_string())
+    }
+}
+
+impl From<RawError> for CodecError {
+    fn from(err: RawError) -> Self {
+        match err {
+            RawError::RequiresBytes => CodecError::RawRequiresBytes,
+            RawError::Custom(message) => CodecError::Raw { message },
+        }
+    }
+}
+
+/// Writes byte strings verbatim; rejects everything else.
+struct RawSerializer<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+type Reject = ser::Impossible<(), RawError>;
+
+macro_rules! reject_scalars {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(
+            fn $method(self, _v: $ty) -> Result<(), RawError> {
+                Err(RawError::RequiresBytes)
+            }
+        )*
+    };
+}
+
+impl ser::Serializer for RawSerializer<'_> {
+    type Ok = ();
+    type Error = RawError;
+    type SerializeSeq = Reject;
+    type SerializeTuple = Reject;
+    type SerializeTupleStruct = Reject;
+    type SerializeTupleVariant = Reject;
+    type SerializeMap = Reject;
+    type SerializeStruct = Reject;
+    type SerializeStructVariant = Reject;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), RawError> {
+        self.out.extend_from_slice(v);
+        Ok(())
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), RawError> {
+        value.serialize(self)
+    }
+
+    reject_scalars!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_unit_struct(&'static str),
+    );
+
+    fn serialize_none(self) -> Result<(), RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_unit(self) -> Result<(), RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+    ) -> Result<(), RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _value: &T,
+    ) -> Result<(), RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Reject, RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_tuple(self, _len: usize) -> Result<Reject, RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Reject, RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Reject, RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<Reject, RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Reject, RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Reject, RawError> {
+        Err(RawError::RequiresBytes)
+    }
+}
+
+/// Hands the whole input to the target as one byte string; rejects any other
+/// request.
+struct RawDeserializer<'de> {
+    bytes: &'de [u8],
+}
+
+impl<'de> de::Deserializer<'de> for RawDeserializer<'de> {
+    type Error = RawError;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    /// Self-describing requests (untagged enums, `serde_json::Value`, ...) are
+    /// refused: raw payloads carry no type information.
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, RawError> {
+        Err(RawError::RequiresBytes)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RawError> {
+        visitor.visit_borrowed_bytes(self.bytes)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RawError> {
+        visitor.visit_byte_buf(self.bytes.to_vec())
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, RawError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        option unit unit_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_round_trip_and_rejects() {
+        for id in CodecId::ALL {
+            assert_eq!(CodecId::try_from(id.as_u8()).unwrap(), id);
+            assert_eq!(u8::from(id), id as u8);
+        }
+        for bad in [0u8, 4, 255] {
+            assert!(matches!(
+                CodecId::try_from(bad),
+                Err(CodecError::UnknownCodecId { id }) if id == bad
+            ));
+        }
+        assert_eq!(CodecId::Postcard.to_string(), "postcard");
+    }
+
+    #[test]
+    fn depth_scan() {
+        assert!(!json_nesting_exceeds(b"[[1]]", 2));
+        assert!(json_nesting_exceeds(b"[[[1]]]", 2));
+        assert!(!json_nesting_exceeds(b"1", 0));
+        assert!(json_nesting_exceeds(b"[]", 0));
+        // Brackets inside strings do not count, escaped quotes do not end them.
+        assert!(!json_nesting_exceeds(br#"["[[[[", "\"[[[[", "\\"]"#, 1));
+        assert!(json_nesting_exceeds(br#"["\\", [[]]]"#, 2));
+        // Closers never push the depth negative.
+        assert!(json_nesting_exceeds(b"]]]]{{{", 2));
+        assert!(!json_nesting_exceeds(b"]]]]{{", 2));
+    }
+
+    #[test]
+    fn encode_appends_and_restores_on_error() {
+        let mut out = b"xy".to_vec();
+        encode(CodecId::Postcard, &7u32, &mut out).unwrap();
+        assert_eq!(out, b"xy\x07");
+        assert!(encode(CodecId::Raw, &7u32, &mut out).is_err());
+        assert_eq!(out, b"xy\x07");
+        encode(CodecId::Raw, &RawBytes(b"abc".to_vec()), &mut out).unwrap();
+        assert_eq!(out, b"xy\x07abc");
+        encode(CodecId::Json, &[1u8, 2], &mut out).unwrap();
+        assert_eq!(out, b"xy\x07abc[1,2]");
+        // JSON refuses non-string map keys, postcard unknown-length sequences;
+        // neither may leave a partial encoding behind.
+        let map: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        assert!(matches!(
+            encode(CodecId::Json, &map, &mut out),
+            Err(CodecError::Json(_))
+        ));
+        struct UnknownLen;
+        impl Serialize for UnknownLen {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use ser::SerializeSeq;
+                let mut seq = s.serialize_seq(None)?;
+                seq.serialize_element(&1u8)?;
+                seq.end()
+            }
+        }
+        assert!(matches!(
+            encode(CodecId::Postcard, &UnknownLen, &mut out),
+            Err(CodecError::Postcard(_))
+        ));
+        assert_eq!(out, b"xy\x07abc[1,2]");
+    }
+
+    #[test]
+    fn json_whitespace_rules() {
+        let limits = DecodeLimits::default();
+        assert_eq!(decode::<u32>(CodecId::Json, b"12", &limits).unwrap(), 12);
+        assert!(matches!(
+            decode::<u32>(CodecId::Json, b"12 ", &limits),
+            Err(CodecError::TrailingBytes { count: 1 })
+        ));
+        assert!(matches!(
+            decode::<u32>(CodecId::Json, b" 12", &limits),
+            Err(CodecError::Json(_))
+        ));
+        assert!(matches!(
+            decode::<u32>(CodecId::Json, b"", &limits),
+            Err(CodecError::Json(_))
+        ));
+    }
 }

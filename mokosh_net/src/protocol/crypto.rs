@@ -214,6 +214,42 @@ impl NoiseHandshake {
         Ok(NoiseHandshake { state })
     }
 
+    /// Test-vector support: an initiator with a fixed ephemeral key.
+    #[cfg(test)]
+    pub(crate) fn initiator_fixed(
+        server_key: &PublicKey,
+        ephemeral: &[u8; KEY_LEN],
+    ) -> Result<Self, CryptoError> {
+        let state = noise_builder()?
+            .fixed_ephemeral_key_for_testing_only(ephemeral)
+            .prologue(NOISE_PROLOGUE)
+            .and_then(|b| b.remote_public_key(&server_key.0))
+            .and_then(|b| b.build_initiator())
+            .map_err(|e| CryptoError::Handshake(e.to_string()))?;
+        Ok(NoiseHandshake { state })
+    }
+
+    /// Test-vector support: a responder with a fixed ephemeral key.
+    #[cfg(test)]
+    pub(crate) fn responder_fixed(
+        keypair: &KeyPair,
+        ephemeral: &[u8; KEY_LEN],
+    ) -> Result<Self, CryptoError> {
+        let state = noise_builder()?
+            .fixed_ephemeral_key_for_testing_only(ephemeral)
+            .prologue(NOISE_PROLOGUE)
+            .and_then(|b| b.local_private_key(keypair.private_bytes()))
+            .and_then(|b| b.build_responder())
+            .map_err(|e| CryptoError::Handshake(e.to_string()))?;
+        Ok(NoiseHandshake { state })
+    }
+
+    /// Test-vector support: the raw split keys (initiator→responder first).
+    #[cfg(test)]
+    pub(crate) fn raw_split(&mut self) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
+        self.state.dangerously_get_raw_split()
+    }
+
     /// Writes the next handshake message carrying `payload` (encrypted).
     pub fn write(&mut self, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut out = vec![0u8; MAX_NOISE_MESSAGE];
