@@ -14,4 +14,3 @@
 extern crate self as mokosh_net;
 
 pub mod protocol;
-

@@ -1,0 +1,145 @@
+//! `#[derive(GameMessage)]`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ext::IdentExt;
+use syn::{Attribute, DeriveInput, Expr, ExprLit, Lit, LitInt, Meta};
+
+use crate::crate_path::runtime_crate;
+use crate::schema::schema_impl;
+
+/// First route id available to applications (`0..=15` are Mokosh control
+/// routes). Mirrors `mokosh_net::protocol::message::FIRST_USER_ROUTE`.
+const FIRST_USER_ROUTE: u128 = 16;
+const MAX_ROUTE: u128 = u16::MAX as u128;
+
+pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let route = route_id(input);
+    let generics = if input.generics.params.is_empty() {
+        Ok(())
+    } else {
+        Err(syn::Error::new_spanned(
+            &input.generics,
+            "`GameMessage` cannot be derived for generic types: a route id identifies one \
+             concrete type. Derive it on a non-generic type instead (e.g. a newtype around \
+             the instantiation you send)",
+        ))
+    };
+    let route = match (route, generics) {
+        (Ok(route), Ok(())) => route,
+        (Err(error), Ok(())) | (Ok(_), Err(error)) => return Err(error),
+        (Err(mut first), Err(second)) => {
+            first.combine(second);
+            return Err(first);
+        }
+    };
+
+    let krate = runtime_crate()?;
+    let schema = schema_impl(input, &krate)?;
+    let ident = &input.ident;
+    let name = ident.unraw().to_string();
+    Ok(quote! {
+        #schema
+        #[automatically_derived]
+        impl #krate::protocol::message::GameMessage for #ident {
+            const ROUTE_ID: #krate::protocol::message::RouteId = #route;
+            const NAME: &'static str = #name;
+        }
+    })
+}
+
+/// Finds and validates the single `#[route_id = N]` attribute; returns `N` as
+/// a `u16` literal.
+fn route_id(input: &DeriveInput) -> syn::Result<proc_macro2::Literal> {
+    let mut found: Option<&Attribute> = None;
+    for attr in input
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("route_id"))
+    {
+        if found.is_some() {
+            return Err(syn::Error::new_spanned(
+                attr,
+                "duplicate `#[route_id]` attribute: a message has exactly one route id",
+            ));
+        }
+        found = Some(attr);
+    }
+    let Some(attr) = found else {
+        return Err(syn::Error::new(
+            input.ident.span(),
+            format!(
+                "missing `#[route_id = N]` attribute: `{}` needs a route id in {FIRST_USER_ROUTE}..={MAX_ROUTE}, e.g. `#[route_id = {FIRST_USER_ROUTE}]`",
+                input.ident
+            ),
+        ));
+    };
+    let Meta::NameValue(name_value) = &attr.meta else {
+        return Err(syn::Error::new_spanned(
+            &attr.meta,
+            "expected `#[route_id = N]` with an integer literal `N`",
+        ));
+    };
+    let lit = match &name_value.value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => lit,
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => {
+            return Err(syn::Error::new_spanned(
+                lit,
+                format!(
+                    "route id must be an integer literal, not a string: write `#[route_id = {}]`",
+                    lit.value()
+                ),
+            ));
+        }
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                "route id must be an integer literal such as `16` (constants and expressions are not supported)",
+            ));
+        }
+    };
+    validate(lit)
+}
+
+fn validate(lit: &LitInt) -> syn::Result<proc_macro2::Literal> {
+    if !matches!(lit.suffix(), "" | "u16") {
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!(
+                "route id literal has suffix `{}`; route ids are `u16`: drop the suffix or use `u16`",
+                lit.suffix()
+            ),
+        ));
+    }
+    let value = lit
+        .base10_parse::<u128>()
+        .ok()
+        .filter(|v| *v <= MAX_ROUTE)
+        .ok_or_else(|| {
+            syn::Error::new_spanned(
+                lit,
+                format!(
+                    "route id {} is out of range: route ids are `u16`, at most {MAX_ROUTE}",
+                    lit.base10_digits()
+                ),
+            )
+        })?;
+    if value < FIRST_USER_ROUTE {
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!(
+                "route id {value} is reserved for Mokosh control messages (0..={}); user routes start at {FIRST_USER_ROUTE}",
+                FIRST_USER_ROUTE - 1
+            ),
+        ));
+    }
+    let value =
+        u16::try_from(value).map_err(|_| syn::Error::new_spanned(lit, "route id out of range"))?;
+    let mut out = proc_macro2::Literal::u16_suffixed(value);
+    out.set_span(lit.span());
+    Ok(out)
+}
