@@ -10,8 +10,7 @@ use crate::schema::schema_impl;
 
 /// First route id available to applications (`0..=15` are Mokosh control
 /// routes). Mirrors `mokosh_net::protocol::message::FIRST_USER_ROUTE`.
-const FIRST_USER_ROUTE: u128 = 16;
-const MAX_ROUTE: u128 = u16::MAX as u128;
+const FIRST_USER_ROUTE: u16 = 16;
 
 pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let route = route_id(input);
@@ -69,8 +68,9 @@ fn route_id(input: &DeriveInput) -> syn::Result<proc_macro2::Literal> {
         return Err(syn::Error::new(
             input.ident.span(),
             format!(
-                "missing `#[route_id = N]` attribute: `{}` needs a route id in {FIRST_USER_ROUTE}..={MAX_ROUTE}, e.g. `#[route_id = {FIRST_USER_ROUTE}]`",
-                input.ident
+                "missing `#[route_id = N]` attribute: `{}` needs a route id in {FIRST_USER_ROUTE}..={}, e.g. `#[route_id = {FIRST_USER_ROUTE}]`",
+                input.ident,
+                u16::MAX
             ),
         ));
     };
@@ -106,25 +106,19 @@ fn route_id(input: &DeriveInput) -> syn::Result<proc_macro2::Literal> {
 }
 
 fn validate(lit: &LitInt) -> syn::Result<proc_macro2::Literal> {
-    if !matches!(lit.suffix(), "" | "u16") {
-        return Err(syn::Error::new_spanned(
-            lit,
-            format!(
-                "route id literal has suffix `{}`; route ids are `u16`: drop the suffix or use `u16`",
-                lit.suffix()
-            ),
-        ));
-    }
+    // Suffixed literals (`16u16`) need no check: rustc rejects them in
+    // attributes on its own.
     let value = lit
         .base10_parse::<u128>()
         .ok()
-        .filter(|v| *v <= MAX_ROUTE)
+        .and_then(|value| u16::try_from(value).ok())
         .ok_or_else(|| {
             syn::Error::new_spanned(
                 lit,
                 format!(
-                    "route id {} is out of range: route ids are `u16`, at most {MAX_ROUTE}",
-                    lit.base10_digits()
+                    "route id {} is out of range: route ids are `u16`, at most {}",
+                    lit.base10_digits(),
+                    u16::MAX
                 ),
             )
         })?;
@@ -137,8 +131,6 @@ fn validate(lit: &LitInt) -> syn::Result<proc_macro2::Literal> {
             ),
         ));
     }
-    let value =
-        u16::try_from(value).map_err(|_| syn::Error::new_spanned(lit, "route id out of range"))?;
     let mut out = proc_macro2::Literal::u16_suffixed(value);
     out.set_span(lit.span());
     Ok(out)

@@ -124,8 +124,8 @@ fn reject_recursion(own: &Ident, fields: &Fields) -> syn::Result<()> {
                 format!(
                     "`{own}` is recursive: a structural schema hash of a type that contains \
                      itself would be infinite, so recursive types cannot implement `Schema`; \
-                     bound the recursion explicitly (e.g. store children in a separate \
-                     `Vec<Node>` addressed by index)"
+                     break the cycle explicitly (e.g. keep the nodes in a flat `Vec` and \
+                     refer to them by index)"
                 ),
             ));
         }

@@ -223,6 +223,7 @@ impl MessageRegistry {
     }
 
     /// All registered messages in ascending route-id order.
+    #[must_use]
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             inner: self.routes.values(),

@@ -113,6 +113,19 @@
 //!   used (for example by `#[derive(GameMessage)]` or
 //!   [`MessageRegistry::register`](crate::protocol::registry::MessageRegistry::register)).
 //!   Either way it is never a run-time failure.
+//!
+//! ```compile_fail,E0391
+//! // Mutual recursion: rejected with a const-evaluation cycle error.
+//! #[derive(mokosh_derive::Schema)]
+//! struct Ping {
+//!     pong: Option<Box<Pong>>,
+//! }
+//!
+//! #[derive(mokosh_derive::Schema)]
+//! struct Pong {
+//!     ping: Option<Box<Ping>>,
+//! }
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::marker::PhantomData;
