@@ -14,3 +14,4 @@
 extern crate self as mokosh_net;
 
 pub mod protocol;
+
