@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::ext::IdentExt;
-use syn::{Attribute, DeriveInput, Expr, ExprLit, Lit, LitInt, Meta};
+use syn::{Attribute, Data, DeriveInput, Expr, ExprLit, Lit, LitInt, Meta};
 
 use crate::crate_path::runtime_crate;
 use crate::schema::schema_impl;
@@ -13,6 +13,7 @@ use crate::schema::schema_impl;
 const FIRST_USER_ROUTE: u16 = 16;
 
 pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+    reject_misplaced_route_ids(input)?;
     let route = route_id(input);
     let generics = if input.generics.params.is_empty() {
         Ok(())
@@ -45,6 +46,40 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             const NAME: &'static str = #name;
         }
     })
+}
+
+/// `#[route_id]` is a helper attribute of the derive, so rustc accepts it on
+/// fields and variants too; it only means something on the type itself.
+fn reject_misplaced_route_ids(input: &DeriveInput) -> syn::Result<()> {
+    let fields: Vec<&syn::Field> = match &input.data {
+        Data::Struct(data) => data.fields.iter().collect(),
+        Data::Enum(data) => data
+            .variants
+            .iter()
+            .flat_map(|variant| variant.fields.iter())
+            .collect(),
+        Data::Union(data) => data.fields.named.iter().collect(),
+    };
+    let variant_attrs = match &input.data {
+        Data::Enum(data) => data
+            .variants
+            .iter()
+            .flat_map(|variant| variant.attrs.iter())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let misplaced = fields
+        .iter()
+        .flat_map(|field| field.attrs.iter())
+        .chain(variant_attrs)
+        .find(|attr| attr.path().is_ident("route_id"));
+    match misplaced {
+        Some(attr) => Err(syn::Error::new_spanned(
+            attr,
+            "`#[route_id]` goes on the message type itself, not on a field or variant",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Finds and validates the single `#[route_id = N]` attribute; returns `N` as
