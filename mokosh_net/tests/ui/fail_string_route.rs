@@ -1,0 +1,8 @@
+use mokosh_derive::GameMessage;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, GameMessage)]
+#[route_id = "16"]
+struct Quoted;
+
+fn main() {}
