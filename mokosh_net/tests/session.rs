@@ -4,43 +4,68 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mokosh_derive::GameMessage;
 use mokosh_net::protocol::codec::CodecId;
+use mokosh_net::protocol::codec::DecodeLimits;
 use mokosh_net::protocol::compression::CompressionId;
 use mokosh_net::protocol::control::DisconnectReason;
 use mokosh_net::protocol::envelope::{Flags, Header};
+use mokosh_net::protocol::message::GameMessage;
 use mokosh_net::protocol::rate_limit::RateLimitConfig;
-use mokosh_net::protocol::registry::{MessageInfo, MessageRegistry};
+use mokosh_net::protocol::registry::MessageRegistry;
+use mokosh_net::protocol::schema::Schema;
 use mokosh_net::protocol::session::{
     ClientConfig, ClientSecurity, Initiator, PacketError, ServerConfig, ServerSecurity, Session,
     SessionConfig, SessionEvent, SessionState,
 };
 use mokosh_net::protocol::testing::{SessionPair, encrypted_configs};
+use serde::{Deserialize, Serialize};
 
-const INPUT_ROUTE: u16 = 100;
-const STATE_ROUTE: u16 = 101;
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, GameMessage)]
+#[route_id = 100]
+struct Input {
+    sequence: u32,
+    direction: (f32, f32),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, GameMessage)]
+#[route_id = 101]
+struct WorldState {
+    tick: u64,
+    players: Vec<(u32, f32, f32)>,
+}
+
+mod v2 {
+    use super::*;
+
+    /// Same route and name as `Input`, one more field: a different schema.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, GameMessage)]
+    #[route_id = 100]
+    pub(super) struct Input {
+        pub(super) sequence: u32,
+        pub(super) direction: (f32, f32),
+        pub(super) jump: bool,
+    }
+}
+
+const INPUT_ROUTE: u16 = Input::ROUTE_ID;
+const STATE_ROUTE: u16 = WorldState::ROUTE_ID;
 
 fn registry() -> Arc<MessageRegistry> {
     let mut registry = MessageRegistry::new();
-    registry.insert_for_tests(MessageInfo {
-        route_id: INPUT_ROUTE,
-        name: "Input",
-        schema_hash: 11,
-    });
-    registry.insert_for_tests(MessageInfo {
-        route_id: STATE_ROUTE,
-        name: "State",
-        schema_hash: 22,
-    });
+    registry
+        .register::<Input>()
+        .and_then(|r| r.register::<WorldState>())
+        .expect("distinct routes");
     Arc::new(registry)
 }
 
 fn other_registry() -> Arc<MessageRegistry> {
     let mut registry = MessageRegistry::new();
-    registry.insert_for_tests(MessageInfo {
-        route_id: INPUT_ROUTE,
-        name: "Input",
-        schema_hash: 12,
-    });
+    registry
+        .register::<v2::Input>()
+        .and_then(|r| r.register::<WorldState>())
+        .expect("distinct routes");
     Arc::new(registry)
 }
 
@@ -487,7 +512,7 @@ fn per_message_schema_hash_is_checked() {
         .unwrap();
     let frame = pair.client.poll_transmit().unwrap();
     let decoded = Header::decode(&frame, 4096).unwrap();
-    assert_eq!(decoded.header.schema_hash, Some(11));
+    assert_eq!(decoded.header.schema_hash, Some(Input::SCHEMA_HASH));
     pair.server.handle_packet(now, &frame).unwrap();
 }
 
@@ -500,4 +525,36 @@ fn large_compressible_messages_round_trip() {
         .unwrap();
     pair.pump(now);
     assert_eq!(pair.server_messages()[0].payload, big);
+}
+
+#[test]
+fn typed_messages_round_trip_with_every_codec() {
+    for codecs in [vec![CodecId::Postcard], vec![CodecId::Json]] {
+        let session = SessionConfig {
+            codecs,
+            ..SessionConfig::default()
+        };
+        let (mut pair, now) = connected(session);
+        let input = Input {
+            sequence: 9,
+            direction: (0.5, -1.0),
+        };
+        pair.client.send_message(&input).unwrap();
+        let state = WorldState {
+            tick: 77,
+            players: (0..64).map(|i| (i, i as f32, -(i as f32))).collect(),
+        };
+        pair.server
+            .send_message_correlated(&state, Some(3))
+            .unwrap();
+        pair.pump(now);
+        let limits = DecodeLimits::default();
+        let received = pair.server_messages();
+        assert!(received[0].is::<Input>());
+        assert_eq!(received[0].decode::<Input>(&limits).unwrap(), input);
+        assert!(received[0].decode::<WorldState>(&limits).is_err());
+        let replies = pair.client_messages();
+        assert_eq!(replies[0].decode::<WorldState>(&limits).unwrap(), state);
+        assert_eq!(replies[0].correlation_id, Some(3));
+    }
 }

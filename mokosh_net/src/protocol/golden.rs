@@ -11,6 +11,8 @@ use super::control::{ControlMessage, DisconnectReason};
 use super::crypto::{KeyPair, NoiseHandshake, PacketSealer};
 use super::envelope::{Flags, Header};
 use super::handshake::{Accept, Hello, Response};
+use super::registry::{MessageInfo, MessageRegistry};
+use super::schema::Schema;
 use super::varint;
 
 const SPEC: &str = include_str!("../../../docs/PROTOCOL.md");
@@ -95,7 +97,10 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
 
     // Sealing with a fixed traffic key: counters 0 and 1.
     let mut sealer = PacketSealer::new(key(0x00));
-    for (name, payload) in [("sealed-counter-0", b"hello"), ("sealed-counter-1", b"world")] {
+    for (name, payload) in [
+        ("sealed-counter-0", b"hello"),
+        ("sealed-counter-1", b"world"),
+    ] {
         let mut header = Header::new(CodecId::Postcard, 100);
         let mut out = Vec::new();
         sealer
@@ -121,7 +126,28 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
     vectors.insert("noise-key-client-to-server", c2s.to_vec());
     vectors.insert("noise-key-server-to-client", s2c.to_vec());
 
+    // Schema and protocol hashes, as 64-bit values most significant byte first.
+    vectors.insert(
+        "schema-hash-golden",
+        Golden::SCHEMA_HASH.to_be_bytes().to_vec(),
+    );
+    let mut registry = MessageRegistry::new();
+    registry
+        .register_raw(MessageInfo::new(100, "Golden", Golden::SCHEMA_HASH))
+        .expect("route 100 is free");
+    vectors.insert(
+        "protocol-hash-golden",
+        registry.protocol_hash().to_be_bytes().to_vec(),
+    );
+
     vectors
+}
+
+#[derive(mokosh_derive::Schema)]
+#[allow(dead_code)]
+struct Golden {
+    id: u32,
+    tags: Vec<String>,
 }
 
 fn documented() -> BTreeMap<String, Vec<u8>> {
@@ -136,7 +162,11 @@ fn documented() -> BTreeMap<String, Vec<u8>> {
             continue;
         };
         let fence = lines.next().unwrap_or_default();
-        assert_eq!(fence.trim(), "```text", "vector {name} must be followed by a text block");
+        assert_eq!(
+            fence.trim(),
+            "```text",
+            "vector {name} must be followed by a text block"
+        );
         let mut hex = String::new();
         for body in lines.by_ref() {
             if body.trim() == "```" {
@@ -175,7 +205,10 @@ fn protocol_md_vectors_match_the_implementation() {
     let computed = computed();
     if std::env::var_os("MOKOSH_PRINT_VECTORS").is_some() {
         for (name, bytes) in &computed {
-            println!("<!-- vector: {name} -->\n```text\n{}\n```\n", format_hex(bytes));
+            println!(
+                "<!-- vector: {name} -->\n```text\n{}\n```\n",
+                format_hex(bytes)
+            );
         }
     }
     let documented = documented();

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::codec::{CodecId, negotiate_codec};
+use super::codec::{self, CodecError, CodecId, DecodeLimits, negotiate_codec};
 use super::compression::{
     CompressionConfig, CompressionError, CompressionId, Compressor, negotiate_compression,
 };
@@ -45,6 +45,7 @@ use super::crypto::TAG_LEN;
 use super::crypto::{CryptoError, KeyPair, NoiseHandshake, PacketOpener, PacketSealer, PublicKey};
 use super::envelope::{EnvelopeError, Flags, Header};
 use super::handshake::{Accept, Hello, MAX_HANDSHAKE_BODY, Response};
+use super::message::GameMessage;
 use super::rate_limit::{RateLimitConfig, RateLimitError, RateLimiter};
 use super::reader::WireError;
 use super::registry::MessageRegistry;
@@ -164,6 +165,41 @@ pub struct ReceivedMessage {
     pub codec: CodecId,
     /// The serialized message.
     pub payload: Vec<u8>,
+}
+
+impl ReceivedMessage {
+    /// Whether this message is an `M`.
+    pub fn is<M: GameMessage>(&self) -> bool {
+        self.route_id == M::ROUTE_ID
+    }
+
+    /// Deserializes the payload as `M` (which must be the route's type).
+    pub fn decode<M: GameMessage>(&self, limits: &DecodeLimits) -> Result<M, MessageDecodeError> {
+        if self.route_id != M::ROUTE_ID {
+            return Err(MessageDecodeError::WrongRoute {
+                expected: M::ROUTE_ID,
+                actual: self.route_id,
+            });
+        }
+        Ok(codec::decode(self.codec, &self.payload, limits)?)
+    }
+}
+
+/// Why [`ReceivedMessage::decode`] failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MessageDecodeError {
+    /// The message is on another route than the requested type's.
+    #[error("message is on route {actual}, not {expected}")]
+    WrongRoute {
+        /// The requested type's route.
+        expected: u16,
+        /// The message's route.
+        actual: u16,
+    },
+    /// The payload does not deserialize.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
 }
 
 /// Something the owner of a session should know about.
@@ -312,6 +348,9 @@ pub enum SendError {
     /// Compression failed.
     #[error("compression failed: {0}")]
     Compress(String),
+    /// The message could not be serialized.
+    #[error("serialization failed: {0}")]
+    Encode(String),
 }
 
 /// Why [`Session::accept`] or [`Session::reject`] refused.
@@ -447,6 +486,7 @@ pub struct Session {
     rtt: RttEstimate,
     stats: SessionStats,
     scratch: Vec<u8>,
+    encode_buffer: Vec<u8>,
 }
 
 impl core::fmt::Debug for Session {
@@ -536,6 +576,7 @@ impl Session {
             rtt: RttEstimate::default(),
             stats: SessionStats::default(),
             scratch: Vec::new(),
+            encode_buffer: Vec::new(),
         }
     }
 }
@@ -795,6 +836,32 @@ impl Session {
         let counter = self.send_packet(header, payload, true)?;
         self.stats.messages_out += 1;
         Ok(counter)
+    }
+
+    /// Serializes `message` with the negotiated codec and sends it on its route.
+    pub fn send_message<M: GameMessage>(&mut self, message: &M) -> Result<u64, SendError> {
+        self.send_message_correlated(message, None)
+    }
+
+    /// Like [`send_message`](Self::send_message) with a correlation id (for
+    /// replies to requests).
+    pub fn send_message_correlated<M: GameMessage>(
+        &mut self,
+        message: &M,
+        correlation_id: Option<u64>,
+    ) -> Result<u64, SendError> {
+        let codec = match &self.state {
+            State::Established(est) => est.codec,
+            State::Closed(_) => return Err(SendError::Closed),
+            _ => return Err(SendError::NotConnected),
+        };
+        let mut buffer = std::mem::take(&mut self.encode_buffer);
+        buffer.clear();
+        let result = codec::encode(codec, message, &mut buffer)
+            .map_err(|e| SendError::Encode(e.to_string()))
+            .and_then(|()| self.send(M::ROUTE_ID, codec, &buffer, correlation_id));
+        self.encode_buffer = buffer;
+        result
     }
 
     fn send_control(&mut self, message: &ControlMessage) -> Result<u64, SendError> {
