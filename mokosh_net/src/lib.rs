@@ -1,16 +1,36 @@
 //! # mokosh_net
 //!
-//! The networking core of Mokosh.
+//! The networking core of Mokosh: secure, server-authoritative game networking.
 //!
-//! * [`protocol`] — the **sans-IO** protocol core: envelope, codecs, compression,
-//!   Noise handshake + ChaCha20-Poly1305 sealing, replay window, rate limiting,
-//!   session state machines and typed messages. Bytes and `now` go in; bytes and
-//!   events come out. Nothing in it opens a socket, reads a clock, or depends on
-//!   tokio or Bevy, which is what makes it deterministic to test and fuzz.
+//! Data flows one way, and each stage has one home:
 //!
-//! See `docs/PROTOCOL.md` in the repository for the byte-exact wire format.
+//! ```text
+//! socket → IO task (tokio) → bounded channel → receive systems → Bevy messages
+//!        → FixedUpdate game systems → snapshot/send systems → channel → IO task → socket
+//! ```
+//!
+//! This crate currently provides the innermost piece every stage relies on:
+//!
+//! * [`protocol`] — the **sans-IO** protocol core: envelope, codecs,
+//!   compression, Noise handshake + ChaCha20-Poly1305 sealing, replay window,
+//!   rate limiting, session state machine and typed messages. Bytes and `now`
+//!   go in; bytes and events come out. Nothing in it opens a socket, reads a
+//!   clock, or depends on tokio or Bevy, which is what makes it deterministic to
+//!   test and fuzz.
+//!
+//! The byte-exact wire format is specified in `docs/PROTOCOL.md`.
 
 // Lets `#[derive(GameMessage)]` refer to `::mokosh_net` from inside this crate too.
 extern crate self as mokosh_net;
 
 pub mod protocol;
+
+/// The items most games need, for `use mokosh_net::prelude::*`.
+pub mod prelude {
+    pub use crate::protocol::{
+        ClientConfig, ClientSecurity, CodecId, CompressionId, DecodeLimits, DisconnectReason,
+        GameMessage, KeyPair, MessageRegistry, PublicKey, ReceivedMessage, Schema, ServerConfig,
+        ServerSecurity, Session, SessionConfig, SessionEvent,
+    };
+    pub use mokosh_derive::{GameMessage, Schema};
+}

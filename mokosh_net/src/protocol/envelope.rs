@@ -19,7 +19,7 @@
 //!
 //! A typical game message (route < 128, a few thousand packets in, 100-byte
 //! payload) has a 7-8 byte header; the worst case is [`MAX_HEADER_LEN`] bytes.
-//! All varints are canonical LEB128 (see [`varint`](super::varint)).
+//! All varints are canonical LEB128 (see [`super::varint`]).
 //!
 //! Decoding never panics and never allocates: the frame length is checked against
 //! the configured maximum **before anything else**, every field is bounds-checked,

@@ -686,10 +686,11 @@ impl Session {
             State::Established(_) => self.handle_established(now, frame),
             State::Closed(_) => return Err(PacketError::Closed),
         };
-        if let Err(error) = &result {
-            if error.is_fatal() && !self.is_closed() {
-                self.close(error.reason(), Initiator::Local, error.to_string());
-            }
+        if let Err(error) = &result
+            && error.is_fatal()
+            && !self.is_closed()
+        {
+            self.close(error.reason(), Initiator::Local, error.to_string());
         }
         result
     }
@@ -997,7 +998,7 @@ impl Session {
     ) {
         let compression_config = CompressionConfig {
             max_decompressed_size: self.config.max_message_size,
-            ..self.config.compression_config.clone()
+            ..self.config.compression_config
         };
         let compressor = match Compressor::new(accept.compression, compression_config) {
             Ok(compressor) => compressor,

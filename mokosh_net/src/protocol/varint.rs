@@ -34,7 +34,7 @@ pub enum VarintError {
     Overflow,
 }
 
-/// How many bytes [`write`] uses for `value`.
+/// How many bytes [`write()`] uses for `value`.
 pub const fn encoded_len(value: u64) -> usize {
     let bits = 64 - (value | 1).leading_zeros() as usize;
     bits.div_ceil(7)
