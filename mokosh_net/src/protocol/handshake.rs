@@ -322,6 +322,37 @@ mod tests {
 
     proptest! {
         #[test]
+        fn hello_round_trips(
+            codecs in proptest::collection::vec(any::<u8>(), 1..=MAX_OFFERS),
+            compression in proptest::collection::vec(any::<u8>(), 0..=MAX_OFFERS),
+            protocol_hash: u64,
+            max_message_size in MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE,
+            token in proptest::collection::vec(any::<u8>(), 0..=MAX_TOKEN_LEN),
+        ) {
+            let hello = Hello { codecs, compression, protocol_hash, max_message_size: max_message_size as u32, token };
+            let mut out = Vec::new();
+            hello.encode(&mut out).unwrap();
+            prop_assert_eq!(Hello::decode(&out), Ok(hello));
+        }
+
+        #[test]
+        fn accept_round_trips(
+            codec in prop_oneof![Just(CodecId::Json), Just(CodecId::Postcard), Just(CodecId::Raw)],
+            compression in prop_oneof![Just(CompressionId::None), Just(CompressionId::Zstd), Just(CompressionId::Lz4)],
+            client_id: u64,
+            max_message_size in MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE,
+            ping_interval_ms in 1u32..=60_000,
+            idle_timeout_ms in 1u32..=600_000,
+        ) {
+            let response = Response::Accepted(Accept {
+                codec, compression, client_id, max_message_size: max_message_size as u32, ping_interval_ms, idle_timeout_ms,
+            });
+            let mut out = Vec::new();
+            response.encode(&mut out);
+            prop_assert_eq!(Response::decode(&out), Ok(response));
+        }
+
+        #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Hello::decode(&bytes);
             let _ = Response::decode(&bytes);
