@@ -138,6 +138,9 @@ impl core::fmt::Display for DisconnectReason {
     }
 }
 
+/// A disconnect reason is also an error (e.g. the result of a failed connect).
+impl std::error::Error for DisconnectReason {}
+
 /// A decoded control message body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMessage {
