@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Negative / behavioural tests of the reference client (not vectors).
+
+Run: python -m unittest scripts/reference_client/test_rules.py  (from the repo
+root, with the requirements installed), or run this file directly.
+"""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from reference_client import ProtocolError, schema  # noqa: E402
+from reference_client.control import Disconnect, Ping, Pong, decode_control  # noqa: E402
+from reference_client.envelope import CODEC_POSTCARD, CODEC_RAW, Header, decode_packet  # noqa: E402
+from reference_client.handshake import Accept, Hello, Refuse  # noqa: E402
+from reference_client.noise_nk import NoiseResponder, x25519_public  # noqa: E402
+from reference_client.seal import seal  # noqa: E402
+from reference_client.session import AppMessage, ClientSession, HandshakeRefused  # noqa: E402
+from reference_client.varint import U16_MAX, U32_MAX, U64_MAX, decode_varint, encode_varint  # noqa: E402
+
+
+class Varint(unittest.TestCase):
+    def test_round_trip(self):
+        for v in (0, 1, 127, 128, 300, 16383, 16384, U16_MAX, U32_MAX, U64_MAX):
+            enc = encode_varint(v)
+            self.assertEqual(decode_varint(enc, 0, U64_MAX), (v, len(enc)))
+
+    def test_rejections(self):
+        bad = [
+            (b"\x80\x00", U64_MAX),             # non-canonical zero
+            (b"\xac\x82\x00", U64_MAX),         # trailing zero group
+            (b"\x80", U64_MAX),                 # truncated
+            (b"\x80\x80\x04", U16_MAX),         # 65536 > u16
+            (b"\x80\x80\x80\x01", U16_MAX),     # 4 bytes for a u16
+            (b"\xff" * 9 + b"\x02", U64_MAX),   # 10th byte > 0x01
+            (b"\xff" * 10 + b"\x01", U64_MAX),  # 11 bytes
+        ]
+        for buf, width in bad:
+            with self.subTest(buf=buf.hex()):
+                with self.assertRaises(ProtocolError):
+                    decode_varint(buf, 0, width)
+        self.assertEqual(decode_varint(b"\xff" * 9 + b"\x01", 0, U64_MAX)[0], U64_MAX)
+        self.assertEqual(decode_varint(b"\x00", 0, U64_MAX), (0, 1))
+
+
+class Envelope(unittest.TestCase):
+    def frame(self, **kw):
+        h = Header(route=100, message_id=0, codec=CODEC_POSTCARD, payload_len=3, **kw)
+        return h.encode() + b"abc"
+
+    def test_order(self):
+        good = self.frame()
+        decode_packet(good, 256)
+        # size before anything: an oversized frame with a bad version is "too large"
+        with self.assertRaises(ProtocolError) as c:
+            decode_packet(b"\x02" + bytes(400), 256)
+        self.assertEqual(c.exception.reason, 15)
+        # version before flags
+        with self.assertRaises(ProtocolError) as c:
+            decode_packet(b"\x02\xf0\x00", 256)
+        self.assertEqual(c.exception.reason, 12)
+        for bad in (b"\x01\x10\x02" + good[3:], b"\x01\x00\x00" + good[3:],
+                    b"\x01\x00\x04" + good[3:], good + b"x", good[:-1],
+                    b"\x01\x00\x02\x80\x00" + good[4:]):
+            with self.subTest(bad=bad.hex()):
+                with self.assertRaises(ProtocolError):
+                    decode_packet(bad, 256)
+        with self.assertRaises(ProtocolError):  # declared length above the limit
+            decode_packet(self.frame(), 2)
+
+
+class Bodies(unittest.TestCase):
+    def test_hello_rules(self):
+        ok = Hello((2,), (), 0, 256).encode()
+        self.assertEqual(Hello.decode(ok).codecs, (2,))
+        for bad in (ok + b"\x00", b"\x00" + ok[2:], ok.replace(b"\x80\x02", b"\xff\x01")):
+            with self.assertRaises(ProtocolError):
+                Hello.decode(bad)
+
+    def test_control(self):
+        self.assertEqual(decode_control(2, Pong(9).encode()), Pong(9))
+        for route, body in ((1, b"\x00" * 7), (3, b"\x00\x00"), (3, b"\x01\x02a"),
+                            (3, b"\x01\x01\xff")):
+            with self.assertRaises(ProtocolError):
+                decode_control(route, body)
+
+
+SERVER_STATIC = bytes(range(1, 33))
+GOLDEN = schema.struct_("Golden", schema.shape_named(
+    [("id", schema.primitive("u32")), ("tags", schema.vec(schema.STRING))]))
+REGISTRY = {100: GOLDEN}
+HELLO = Hello((2, 1), (1, 2), schema.protocol_hash(REGISTRY), 65536, b"token")
+ACCEPT = Accept(2, 1, 42, 65536, 1000, 10000)
+
+
+def server_reply(frame, response):
+    server = NoiseResponder(SERVER_STATIC)
+    pkt = decode_packet(frame, 2048)
+    Hello.decode(server.read_message_1(pkt.body))
+    body = server.write_message_2(response.encode())
+    hdr = Header(route=0, message_id=0, codec=CODEC_RAW, payload_len=len(body), encrypted=True)
+    return hdr.encode() + body, server
+
+
+class Session(unittest.TestCase):
+    def test_full_exchange(self):
+        c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
+        reply, server = server_reply(c.hello_frame(), ACCEPT)
+        self.assertEqual(c.on_handshake_frame(reply), ACCEPT)
+        k1, k2 = server.split()
+        # client -> server
+        f = c.send(100, CODEC_POSTCARD, b"\x01\x00")
+        self.assertEqual(decode_packet(f, 65536 + 16).header.message_id, 0)
+        # server -> client: ping, app message with schema, then a replay
+        def s2c(counter, route, codec, body, **kw):
+            return seal(k2, Header(route=route, message_id=counter, codec=codec,
+                                   payload_len=0, **kw), body)
+        self.assertEqual(c.receive(s2c(0, 1, CODEC_RAW, Ping(5).encode())), Ping(5))
+        m = c.receive(s2c(1, 100, CODEC_POSTCARD, b"\x07", schema_hash=GOLDEN))
+        self.assertIsInstance(m, AppMessage)
+        with self.assertRaises(ProtocolError) as e:
+            c.receive(s2c(1, 100, CODEC_POSTCARD, b"\x07"))
+        self.assertEqual(e.exception.reason, 6)
+        with self.assertRaises(ProtocolError) as e:  # wrong key -> DecryptFailed
+            c.receive(seal(k1, Header(route=1, message_id=2, codec=CODEC_RAW,
+                                      payload_len=0), Ping(1).encode()))
+        self.assertEqual(e.exception.reason, 5)
+        with self.assertRaises(ProtocolError):  # bad schema hash
+            c.receive(s2c(2, 100, CODEC_POSTCARD, b"\x07", schema_hash=1))
+        with self.assertRaises(ProtocolError):  # reserved route
+            c.receive(s2c(3, 5, CODEC_RAW, b""))
+        self.assertEqual(c.receive(s2c(4, 3, CODEC_RAW, Disconnect(10, "bye").encode())),
+                         Disconnect(10, "bye"))
+
+    def test_refusals(self):
+        c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
+        reply, _ = server_reply(c.hello_frame(), Refuse(8, "schema"))
+        with self.assertRaises(HandshakeRefused) as e:
+            c.on_handshake_frame(reply)
+        self.assertTrue(e.exception.authenticated)
+        c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
+        c.hello_frame()
+        body = Refuse(17).encode()
+        plain = Header(route=0, message_id=0, codec=CODEC_RAW, payload_len=len(body)).encode()
+        with self.assertRaises(HandshakeRefused) as e:
+            c.on_handshake_frame(plain + body)
+        self.assertFalse(e.exception.authenticated)
+        body = ACCEPT.encode()  # a plaintext accept never connects
+        plain = Header(route=0, message_id=0, codec=CODEC_RAW, payload_len=len(body)).encode()
+        c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
+        c.hello_frame()
+        with self.assertRaises(ProtocolError):
+            c.on_handshake_frame(plain + body)
+
+    def test_unoffered_codec(self):
+        c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
+        reply, _ = server_reply(c.hello_frame(), Accept(3, 0, 1, 256, 1, 1))
+        with self.assertRaises(ProtocolError):
+            c.on_handshake_frame(reply)
+
+
+if __name__ == "__main__":
+    unittest.main()
