@@ -42,7 +42,12 @@ if [[ ! -f "$stamp" ]] || ! cmp -s "$client/requirements.txt" "$stamp"; then
 fi
 
 if [[ -x "$venv/bin/python" ]]; then
-    exec "$venv/bin/python" "$client/check_vectors.py" "$root/docs/PROTOCOL.md"
+    run=("$venv/bin/python")
+else
+    export PYTHONPATH="$venv/site${PYTHONPATH:+:$PYTHONPATH}"
+    run=("$python")
 fi
-PYTHONPATH="$venv/site${PYTHONPATH:+:$PYTHONPATH}" \
-    exec "$python" "$client/check_vectors.py" "$root/docs/PROTOCOL.md"
+# Behavioural rules first (rejections, a full session against a responder),
+# then every test vector in the specification.
+"${run[@]}" "$client/test_rules.py" 2>&1 | tail -n 3
+exec "${run[@]}" "$client/check_vectors.py" "$root/docs/PROTOCOL.md"
