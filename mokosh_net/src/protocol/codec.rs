@@ -348,6 +348,13 @@ impl RawBytes {
     }
 }
 
+/// `RawBytes` hashes as the one-word sequence `H[str("RawBytes")]`.
+impl crate::protocol::schema::Schema for RawBytes {
+    const SCHEMA_HASH: u64 = crate::protocol::schema::SchemaHasher::new()
+        .write_str("RawBytes")
+        .finish();
+}
+
 impl From<Vec<u8>> for RawBytes {
     fn from(bytes: Vec<u8>) -> Self {
         RawBytes(bytes)

@@ -56,6 +56,7 @@
 //! | `BTreeMap<K, V>` | `H["BTreeMap", K, V]` |
 //! | `HashSet<T, S>` | `H["HashSet", T]` (the hasher `S` is ignored) |
 //! | `BTreeSet<T>` | `H["BTreeSet", T]` |
+//! | `RawBytes` (see [`codec`](super::codec)) | `H["RawBytes"]` |
 //!
 //! Containers are deliberately *nominal*: `Vec<T>` and `VecDeque<T>` (or
 //! `HashMap` and `BTreeMap`, or `T` and `Box<T>`) hash differently even though
