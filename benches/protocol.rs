@@ -178,8 +178,8 @@ impl XorShift {
 /// A plausible entity: most stand on the ground (y = 0), about a third are
 /// idle (zero velocity), most are at full health.
 fn entity(rng: &mut XorShift, id: u32) -> EntityState {
-    let airborne = rng.next() % 5 == 0;
-    let idle = rng.next() % 3 == 0;
+    let airborne = rng.next().is_multiple_of(5);
+    let idle = rng.next().is_multiple_of(3);
     let vel = if idle {
         [0.0; 3]
     } else {
@@ -197,7 +197,7 @@ fn entity(rng: &mut XorShift, id: u32) -> EntityState {
             rng.f32(-500.0, 500.0),
         ],
         vel,
-        health: if rng.next() % 3 == 0 {
+        health: if rng.next().is_multiple_of(3) {
             (rng.next() % 100) as u16
         } else {
             100
