@@ -119,8 +119,10 @@ impl Harness {
             assert!(result.is_err(), "forged frame accepted: {frame:02x?}");
         }
 
+        let mut messages = 0;
         while let Some(event) = self.server.poll_event() {
             if let SessionEvent::Message(message) = event {
+                messages += 1;
                 let index = genuine.unwrap_or_else(|| {
                     panic!("Message from a frame that was never sealed: {frame:02x?}")
                 });
@@ -136,6 +138,12 @@ impl Harness {
                 assert_eq!(Some(&received), g.message.as_ref(), "message altered in transit");
             }
         }
+        // An accepted application frame yields exactly one message.
+        let expected = match genuine {
+            Some(index) if result.is_ok() => usize::from(self.genuine[index].message.is_some()),
+            _ => 0,
+        };
+        assert_eq!(messages, expected, "wrong number of messages for {result:?}");
         self.collect_server_frames();
     }
 
