@@ -70,6 +70,9 @@ pub enum DisconnectReason {
     HandshakeFailed,
     /// The server has no room for another client.
     ServerFull,
+    /// The transport closed without a DISCONNECT (network failure, peer
+    /// process gone). Usually only seen locally.
+    ConnectionLost,
     /// A code this implementation does not know (from a newer peer).
     Unknown(u8),
 }
@@ -97,6 +100,7 @@ impl DisconnectReason {
             DisconnectReason::SecurityMismatch => 17,
             DisconnectReason::HandshakeFailed => 18,
             DisconnectReason::ServerFull => 19,
+            DisconnectReason::ConnectionLost => 20,
             DisconnectReason::Unknown(code) => code,
         }
     }
@@ -124,6 +128,7 @@ impl DisconnectReason {
             17 => DisconnectReason::SecurityMismatch,
             18 => DisconnectReason::HandshakeFailed,
             19 => DisconnectReason::ServerFull,
+            20 => DisconnectReason::ConnectionLost,
             other => DisconnectReason::Unknown(other),
         }
     }

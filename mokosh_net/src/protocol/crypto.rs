@@ -427,19 +427,34 @@ impl PacketOpener {
     }
 }
 
-/// Which ChaCha20 / Poly1305 implementation this CPU runs (detected at run time).
-pub fn simd_backend() -> &'static str {
+/// Which ChaCha20 and Poly1305 implementations this build runs on this CPU.
+///
+/// ChaCha20 chooses AVX2 or SSE2 at run time. Poly1305 chooses AVX2 at run time
+/// unless the build sets `--cfg poly1305_backend="soft"` (this workspace's
+/// `.cargo/config.toml` does: the portable Poly1305 is faster for game-sized
+/// packets, see `benches/protocol.rs`).
+pub fn simd_backend() -> String {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "avx2";
-        }
-        "sse2 (chacha20) + soft (poly1305)"
-    }
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
     #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
-    {
+    let avx2 = false;
+    let chacha = if cfg!(chacha20_backend = "soft") {
+        "portable (forced)"
+    } else if avx2 {
+        "avx2 (run-time detected)"
+    } else if cfg!(any(target_arch = "x86", target_arch = "x86_64")) {
+        "sse2"
+    } else {
         "portable"
-    }
+    };
+    let poly = if cfg!(poly1305_backend = "soft") {
+        "portable (poly1305_backend=\"soft\")"
+    } else if avx2 {
+        "avx2 (run-time detected)"
+    } else {
+        "portable"
+    };
+    format!("chacha20: {chacha}; poly1305: {poly}")
 }
 
 fn encode_hex(bytes: &[u8]) -> String {
