@@ -77,6 +77,10 @@ impl Drop for MetricsServer {
 /// cannot block others for long. `render` runs on a runtime worker thread, so
 /// it should be quick (e.g. [`Metrics::render_prometheus`](super::Metrics::render_prometheus)).
 ///
+/// The runtime behind `handle` must have I/O and time enabled (e.g.
+/// `Builder::enable_all`); tokio panics otherwise. It may be a current-thread
+/// runtime as long as something keeps driving it.
+///
 /// The endpoint has no authentication and no TLS: bind it to loopback or a
 /// private interface.
 pub fn serve_metrics(
