@@ -23,6 +23,7 @@
 // Lets `#[derive(GameMessage)]` refer to `::mokosh_net` from inside this crate too.
 extern crate self as mokosh_net;
 
+pub mod io;
 pub mod protocol;
 
 /// The items most games need, for `use mokosh_net::prelude::*`.
