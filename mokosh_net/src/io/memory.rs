@@ -8,9 +8,10 @@
 //! peer calls [`frame_consumed`](super::ConnectionLink::frame_consumed). This
 //! mirrors TCP backpressure exactly, minus the socket buffers.
 //!
-//! [`close`](super::ConnectionLink::close) delivers what the closing side had
-//! queued, then `Closed { cause: Local }` to itself and
-//! `Closed { cause: PeerClosed }` to the peer. Dropping an endpoint closes its
+//! [`close`](super::ConnectionLink::close) emits `Closed { cause: Local }` to
+//! the closing side at once; the frames it had queued still reach the peer as
+//! the peer returns credit (exactly like data ahead of a TCP FIN), followed by
+//! `Closed { cause: PeerClosed }`. Dropping an endpoint closes its
 //! connections (its own side gets `Shutdown`, the peer `PeerClosed`).
 //!
 //! Both sides of a memory connection use the listener's [`IoConfig`].
@@ -120,6 +121,7 @@ impl MemoryListener {
         let pair = Arc::new(Pair {
             state: Mutex::new(PairState {
                 open: true,
+                draining: None,
                 dirs: [dir(), dir()],
             }),
             ids: [server_id, CLIENT_ID],
@@ -181,9 +183,19 @@ pub(crate) struct Pair {
 }
 
 struct PairState {
+    /// Both sides may send. False once either side closed.
     open: bool,
+    /// A close waiting for queued frames to reach the peer.
+    draining: Option<Drain>,
     /// `dirs[s]`: frames travelling from side `s` to the other side.
     dirs: [Direction; 2],
+}
+
+struct Drain {
+    /// The side that closed; its queued frames are still being delivered.
+    from: usize,
+    /// What the other side gets once they are.
+    peer_cause: CloseCause,
 }
 
 struct Direction {
@@ -233,8 +245,10 @@ impl Pair {
         }
     }
 
-    /// Moves waiting frames from `from` to the receiver while it has credit.
+    /// Moves waiting frames from `from` to the receiver while it has credit;
+    /// completes a draining close once the queue is empty.
     fn pump(&self, state: &mut PairState, from: usize) {
+        let to = 1 - from;
         while state.dirs[from].credit > 0 {
             let Some(frame) = state.dirs[from].pending.pop_front() else {
                 break;
@@ -242,21 +256,32 @@ impl Pair {
             state.dirs[from].credit -= 1;
             state.dirs[from].outstanding += 1;
             if let Delivery::Overloaded = self.deliver(from, frame) {
-                let to = 1 - from;
-                self.shut(
-                    state,
-                    to,
-                    CloseCause::Overloaded,
-                    CloseCause::PeerClosed,
-                    false,
-                );
+                if state.open {
+                    self.shut(
+                        state,
+                        to,
+                        CloseCause::Overloaded,
+                        CloseCause::PeerClosed,
+                        false,
+                    );
+                } else {
+                    // Draining towards an overloaded receiver: give up on the rest.
+                    self.finish_drain(state, Some(CloseCause::Overloaded));
+                }
                 return;
             }
         }
+        if state.draining.as_ref().is_some_and(|d| d.from == from)
+            && state.dirs[from].pending.is_empty()
+        {
+            self.finish_drain(state, None);
+        }
     }
 
-    /// Closes the connection, initiated by `side`. With `flush`, the frames
-    /// `side` had queued are delivered first, regardless of credit.
+    /// Closes the connection, initiated by `side`. `side` gets `own` at once.
+    /// With `flush`, the frames `side` had queued still reach the peer as its
+    /// credit allows, and the peer gets `peer` after the last of them
+    /// (a draining close, like a TCP FIN behind queued data).
     fn shut(
         &self,
         state: &mut PairState,
@@ -269,25 +294,35 @@ impl Pair {
             return;
         }
         state.open = false;
-        if flush {
-            while let Some(frame) = state.dirs[side].pending.pop_front() {
-                // Over budget during a flush: the rest is dropped, as a
-                // closing socket would.
-                if let Delivery::Overloaded = self.deliver(side, frame) {
-                    break;
-                }
-            }
+        let other = 1 - side;
+        // The closing side will read nothing more.
+        state.dirs[other].pending.clear();
+        self.emit_closed(side, own);
+        if !flush {
+            state.dirs[side].pending.clear();
         }
-        for dir in &mut state.dirs {
-            dir.pending.clear();
+        state.draining = Some(Drain {
+            from: side,
+            peer_cause: peer,
+        });
+        self.pump(state, side);
+    }
+
+    /// Ends a draining close: drops what is still queued and tells the peer.
+    fn finish_drain(&self, state: &mut PairState, cause_override: Option<CloseCause>) {
+        if let Some(drain) = state.draining.take() {
+            state.dirs[drain.from].pending.clear();
+            let to = 1 - drain.from;
+            self.emit_closed(to, cause_override.unwrap_or(drain.peer_cause));
         }
-        for (s, cause) in [(side, own), (1 - side, peer)] {
-            self.counters[s].closed();
-            let _ = self.events[s].try_send(IoEvent::Closed {
-                id: self.ids[s],
-                cause,
-            });
-        }
+    }
+
+    fn emit_closed(&self, side: usize, cause: CloseCause) {
+        self.counters[side].closed();
+        let _ = self.events[side].try_send(IoEvent::Closed {
+            id: self.ids[side],
+            cause,
+        });
     }
 }
 
@@ -340,7 +375,7 @@ impl MemLink {
         }
         dir.outstanding -= 1;
         dir.credit += 1;
-        if state.open {
+        if state.open || state.draining.as_ref().is_some_and(|d| d.from == from) {
             pair.pump(&mut state, from);
         }
     }
@@ -376,6 +411,8 @@ impl Drop for MemGuard {
                 CloseCause::PeerClosed,
                 false,
             );
+            // An earlier draining close ends now too.
+            pair.finish_drain(&mut state, None);
         }
     }
 }
