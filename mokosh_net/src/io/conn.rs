@@ -312,9 +312,11 @@ where
                     return CloseCause::Overloaded;
                 }
                 let frame = Vec::from(bytes);
-                let len = frame.len();
+                // Counted before sending, so the count is already visible
+                // to whoever reacts to the event.
+                shared.counters.frame_in(frame.len());
                 match shared.events.try_send(IoEvent::Frame { id, frame }) {
-                    Ok(()) => shared.counters.frame_in(len),
+                    Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
                         shared.counters.bump(Counter::Overloaded);
                         return CloseCause::Overloaded;
