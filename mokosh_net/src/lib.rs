@@ -24,6 +24,7 @@
 extern crate self as mokosh_net;
 
 pub mod auth;
+pub mod io;
 pub mod metrics;
 pub mod protocol;
 

@@ -1,0 +1,509 @@
+//! The IO layer: sockets in, opaque frames out.
+//!
+//! ```text
+//! socket → IO task (tokio) → bounded crossbeam channel → [ECS receive system]
+//!        → ... → ECS send system → per-connection bounded queue → IO task → socket
+//! ```
+//!
+//! This module owns sockets and nothing else. It knows nothing about the
+//! protocol: a frame is an opaque `Vec<u8>`, and one WebSocket binary message
+//! is one frame. Two transports share one contract:
+//!
+//! * [`websocket`] — real TCP + WebSocket on an [`IoRuntime`] (tokio).
+//! * [`memory`] — an in-process, synchronous, deterministic pair of channels
+//!   for tests (no tokio involved).
+//!
+//! # Events and links
+//!
+//! Every endpoint hands the ECS one bounded [`crossbeam_channel::Receiver`] of
+//! [`IoEvent`]s. For every connection the ECS sees exactly one
+//! [`IoEvent::Opened`] (carrying a [`ConnectionLink`]), any number of
+//! [`IoEvent::Frame`]s and exactly one [`IoEvent::Closed`], in that order.
+//! (A client endpoint whose connection attempt fails sees a lone `Closed`.)
+//!
+//! # Backpressure
+//!
+//! * **Inbound:** each connection has `inbound_frames_per_connection` units of
+//!   credit. Delivering a frame to the ECS takes one; [`ConnectionLink::frame_consumed`]
+//!   gives it back. A connection without credit stops reading its socket, which
+//!   pushes back on the peer through TCP; no other connection is affected.
+//! * **Outbound:** [`ConnectionLink::send`] never blocks. Each connection has a
+//!   queue of `outbound_queue` frames; when it is full `send` returns
+//!   [`LinkError::Full`] and the caller is expected to disconnect the peer as a
+//!   slow consumer. A socket whose writes are stuck only ever stalls its own
+//!   task: there are no shared locks held across an `.await`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+mod conn;
+pub mod memory;
+pub mod websocket;
+
+/// Identifies one connection within one endpoint (unique, never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// What the IO layer tells the ECS (one bounded crossbeam channel per endpoint).
+#[derive(Debug)]
+pub enum IoEvent {
+    /// A transport connection is open (server: accepted and WebSocket-upgraded;
+    /// client: connected).
+    Opened {
+        /// The connection.
+        id: ConnectionId,
+        /// The peer's address, when the transport has one (`None` for memory).
+        remote: Option<SocketAddr>,
+        /// The handle used to send to, close, and return credit to the connection.
+        link: ConnectionLink,
+    },
+    /// One received binary message. The receiver MUST call
+    /// [`ConnectionLink::frame_consumed`] once it has processed it (this returns
+    /// inbound credit).
+    Frame {
+        /// The connection.
+        id: ConnectionId,
+        /// The message payload, exactly as the peer sent it.
+        frame: Vec<u8>,
+    },
+    /// The connection is gone; no more events for `id`.
+    Closed {
+        /// The connection.
+        id: ConnectionId,
+        /// Why it ended.
+        cause: CloseCause,
+    },
+}
+
+/// Why [`ConnectionLink::send`] refused a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The per-connection outbound queue is at its cap: the peer is not keeping
+    /// up. Disconnect it as a slow consumer.
+    #[error("outbound queue full (slow consumer)")]
+    Full,
+    /// The connection is closed or closing.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// The peer closed the connection (close frame, or the other side of a
+    /// memory link went away).
+    PeerClosed,
+    /// [`ConnectionLink::close`] was called on this side.
+    Local,
+    /// A transport error (reset, refused, broken pipe, ...).
+    Io(String),
+    /// The peer sent a message larger than [`IoConfig::max_frame_len`].
+    Oversized,
+    /// The peer violated the transport contract (e.g. a text frame, bad
+    /// WebSocket framing).
+    ProtocolError(String),
+    /// The WebSocket upgrade did not finish within [`IoConfig::handshake_timeout`]
+    /// (clients only; servers never report connections that were not opened).
+    HandshakeTimeout,
+    /// The WebSocket upgrade failed (clients only).
+    HandshakeFailed(String),
+    /// The endpoint's shared event channel was full: the ECS is not draining it.
+    Overloaded,
+    /// The endpoint was dropped.
+    Shutdown,
+}
+
+/// Transport counters, readable at any time (atomics; shared with the metrics layer).
+///
+/// All counters are monotonic except `connections_active`.
+#[derive(Debug, Default)]
+pub struct IoCounters {
+    connections_accepted: AtomicU64,
+    connections_active: AtomicU64,
+    connections_refused_total_cap: AtomicU64,
+    connections_refused_ip_cap: AtomicU64,
+    connections_refused_origin: AtomicU64,
+    handshake_timeouts: AtomicU64,
+    handshake_failures: AtomicU64,
+    frames_in: AtomicU64,
+    frames_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    oversized_frames: AtomicU64,
+    protocol_errors: AtomicU64,
+    slow_consumers: AtomicU64,
+    overloaded: AtomicU64,
+}
+
+/// A plain copy of [`IoCounters`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCountersSnapshot {
+    /// Connections that were opened (an [`IoEvent::Opened`] was emitted).
+    /// Server endpoints only.
+    pub connections_accepted: u64,
+    /// Connections currently open (between `Opened` and `Closed`).
+    pub connections_active: u64,
+    /// TCP connections dropped because [`IoConfig::max_connections`] was reached.
+    pub connections_refused_total_cap: u64,
+    /// TCP connections dropped because [`IoConfig::max_connections_per_ip`] was reached.
+    pub connections_refused_ip_cap: u64,
+    /// Upgrades refused with HTTP 403 because of [`IoConfig::allowed_origins`].
+    pub connections_refused_origin: u64,
+    /// Upgrades that did not finish within [`IoConfig::handshake_timeout`].
+    pub handshake_timeouts: u64,
+    /// Upgrades that failed for any other reason (bad HTTP, reset, ...).
+    pub handshake_failures: u64,
+    /// Frames delivered to the ECS.
+    pub frames_in: u64,
+    /// Frames handed to the transport for writing.
+    pub frames_out: u64,
+    /// Payload bytes of `frames_in`.
+    pub bytes_in: u64,
+    /// Payload bytes of `frames_out`.
+    pub bytes_out: u64,
+    /// Connections closed because the peer sent an oversized message.
+    pub oversized_frames: u64,
+    /// Connections closed because of a transport protocol violation.
+    pub protocol_errors: u64,
+    /// Times [`ConnectionLink::send`] returned [`LinkError::Full`].
+    pub slow_consumers: u64,
+    /// Connections closed because the endpoint's event channel was full.
+    pub overloaded: u64,
+}
+
+/// Which counter to bump; keeps the call sites short.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    Accepted,
+    RefusedTotalCap,
+    RefusedIpCap,
+    RefusedOrigin,
+    HandshakeTimeout,
+    HandshakeFailure,
+    Oversized,
+    ProtocolError,
+    SlowConsumer,
+    Overloaded,
+}
+
+impl IoCounters {
+    /// Reads every counter (each one atomically; the set is not one atomic snapshot).
+    pub fn snapshot(&self) -> IoCountersSnapshot {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        IoCountersSnapshot {
+            connections_accepted: r(&self.connections_accepted),
+            connections_active: r(&self.connections_active),
+            connections_refused_total_cap: r(&self.connections_refused_total_cap),
+            connections_refused_ip_cap: r(&self.connections_refused_ip_cap),
+            connections_refused_origin: r(&self.connections_refused_origin),
+            handshake_timeouts: r(&self.handshake_timeouts),
+            handshake_failures: r(&self.handshake_failures),
+            frames_in: r(&self.frames_in),
+            frames_out: r(&self.frames_out),
+            bytes_in: r(&self.bytes_in),
+            bytes_out: r(&self.bytes_out),
+            oversized_frames: r(&self.oversized_frames),
+            protocol_errors: r(&self.protocol_errors),
+            slow_consumers: r(&self.slow_consumers),
+            overloaded: r(&self.overloaded),
+        }
+    }
+
+    pub(crate) fn bump(&self, counter: Counter) {
+        let a = match counter {
+            Counter::Accepted => &self.connections_accepted,
+            Counter::RefusedTotalCap => &self.connections_refused_total_cap,
+            Counter::RefusedIpCap => &self.connections_refused_ip_cap,
+            Counter::RefusedOrigin => &self.connections_refused_origin,
+            Counter::HandshakeTimeout => &self.handshake_timeouts,
+            Counter::HandshakeFailure => &self.handshake_failures,
+            Counter::Oversized => &self.oversized_frames,
+            Counter::ProtocolError => &self.protocol_errors,
+            Counter::SlowConsumer => &self.slow_consumers,
+            Counter::Overloaded => &self.overloaded,
+        };
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn opened(&self) {
+        self.connections_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self) {
+        self.connections_active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn frame_in(&self, len: usize) {
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn frame_out(&self, len: usize) {
+        self.frames_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+    }
+}
+
+/// Transport limits and policies, shared by both transports.
+#[derive(Debug, Clone)]
+pub struct IoConfig {
+    /// Largest message (and largest single WebSocket frame) accepted from a
+    /// peer; a larger one closes the connection with [`CloseCause::Oversized`].
+    /// Default 64 KiB + 64.
+    pub max_frame_len: usize,
+    /// Per-connection outbound queue, in frames. Default 256.
+    pub outbound_queue: usize,
+    /// Inbound credit: how many frames one connection may have waiting in the
+    /// ECS channel (delivered but not yet [`ConnectionLink::frame_consumed`]).
+    /// Default 64.
+    pub inbound_frames_per_connection: usize,
+    /// Most simultaneous connections a server endpoint holds, including ones
+    /// still in the upgrade. Default 1024.
+    pub max_connections: usize,
+    /// Most simultaneous connections from one IP address. Default 64.
+    pub max_connections_per_ip: usize,
+    /// Time from TCP accept (or client connect start) to a finished WebSocket
+    /// upgrade. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// `None` accepts any `Origin`. `Some(list)` requires the `Origin` header,
+    /// when present, to equal one of the entries exactly (otherwise HTTP 403).
+    ///
+    /// Requests **without** an `Origin` header are always allowed: browsers
+    /// always send one, native clients send none. The allow-list therefore
+    /// protects against other web pages using a visitor's browser, not against
+    /// arbitrary programs.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl Default for IoConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_len: 64 * 1024 + 64,
+            outbound_queue: 256,
+            inbound_frames_per_connection: 64,
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            handshake_timeout: Duration::from_secs(5),
+            allowed_origins: None,
+        }
+    }
+}
+
+/// Upper bound on frames allowed in one endpoint's event channel.
+const MAX_FRAME_BUDGET: usize = 1 << 16;
+/// Upper bound on the channel slots reserved for `Opened` / `Closed` events.
+const MAX_CONTROL_HEADROOM: usize = 1 << 16;
+
+/// Sizes of one endpoint's event channel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChannelSizing {
+    /// Frames are only delivered while fewer than this many events are queued;
+    /// beyond that the connection is closed as [`CloseCause::Overloaded`].
+    pub(crate) frame_budget: usize,
+    /// Total channel capacity: the frame budget plus headroom for control events.
+    pub(crate) capacity: usize,
+}
+
+impl ChannelSizing {
+    pub(crate) fn new(config: &IoConfig, max_connections: usize) -> Self {
+        let conns = max_connections.max(1);
+        let frame_budget = conns
+            .saturating_mul(config.inbound_frames_per_connection.max(1))
+            .min(MAX_FRAME_BUDGET);
+        let headroom = conns.saturating_mul(2).min(MAX_CONTROL_HEADROOM) + 16;
+        Self {
+            frame_budget,
+            capacity: frame_budget + headroom,
+        }
+    }
+}
+
+/// ECS-side handle to one connection. Clone-able; cheap.
+#[derive(Clone)]
+pub struct ConnectionLink {
+    id: ConnectionId,
+    inner: LinkInner,
+}
+
+#[derive(Clone)]
+enum LinkInner {
+    Task(Arc<conn::TaskLink>),
+    Memory(memory::MemLink),
+}
+
+impl fmt::Debug for ConnectionLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.inner {
+            LinkInner::Task(_) => "websocket",
+            LinkInner::Memory(_) => "memory",
+        };
+        f.debug_struct("ConnectionLink")
+            .field("id", &self.id)
+            .field("transport", &kind)
+            .finish()
+    }
+}
+
+impl ConnectionLink {
+    /// Queues one frame without blocking.
+    ///
+    /// Returns [`LinkError::Full`] when the per-connection outbound queue is at
+    /// its cap (the caller then disconnects the peer as a slow consumer; this is
+    /// counted in `slow_consumers`), and [`LinkError::Closed`] once the
+    /// connection is closed or [`close`](Self::close) was called.
+    pub fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
+        match &self.inner {
+            LinkInner::Task(t) => t.send(frame),
+            LinkInner::Memory(m) => m.send(frame),
+        }
+    }
+
+    /// Asks the transport to flush what is queued, then close (WebSocket close
+    /// frame), then emit [`IoEvent::Closed`] with [`CloseCause::Local`].
+    ///
+    /// Idempotent. If the peer does not accept the queued data within about a
+    /// second (a stuck socket), the connection is dropped without waiting longer.
+    pub fn close(&self) {
+        match &self.inner {
+            LinkInner::Task(t) => t.close(),
+            LinkInner::Memory(m) => m.close(),
+        }
+    }
+
+    /// Returns one unit of inbound credit after the ECS processed one
+    /// [`IoEvent::Frame`]. Extra calls (more than frames received) are ignored.
+    pub fn frame_consumed(&self) {
+        match &self.inner {
+            LinkInner::Task(t) => t.frame_consumed(),
+            LinkInner::Memory(m) => m.frame_consumed(),
+        }
+    }
+
+    /// The connection id.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+}
+
+/// The tokio runtime owned by the plugins: background worker threads named
+/// `mokosh-io`; shuts down (waiting at most 1 s for tasks) on drop.
+///
+/// Do not drop it from inside an async context.
+pub struct IoRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for IoRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoRuntime").finish_non_exhaustive()
+    }
+}
+
+impl IoRuntime {
+    /// Starts a multi-threaded runtime with `worker_threads` workers (at least 1).
+    pub fn new(worker_threads: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads.max(1))
+            .thread_name("mokosh-io")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let handle = runtime.handle().clone();
+        Ok(Self {
+            runtime: Some(runtime),
+            handle,
+        })
+    }
+
+    /// The runtime's handle, for spawning or entering.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Keeps an endpoint's background work alive; dropping it stops that work.
+enum EndpointGuard {
+    /// Dropping the sender wakes every task of the endpoint (`changed()` errors).
+    Task(#[allow(dead_code)] tokio::sync::watch::Sender<()>),
+    Memory(#[allow(dead_code)] memory::MemGuard),
+}
+
+/// A listening server endpoint. Dropping it stops accepting and closes all its
+/// connections (peers see a WebSocket close with code 1001 "going away").
+pub struct ServerEndpoint {
+    events: crossbeam_channel::Receiver<IoEvent>,
+    local_addr: Option<SocketAddr>,
+    counters: Arc<IoCounters>,
+    _guard: EndpointGuard,
+}
+
+impl fmt::Debug for ServerEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerEndpoint")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerEndpoint {
+    /// The endpoint's events, for every connection.
+    pub fn events(&self) -> &crossbeam_channel::Receiver<IoEvent> {
+        &self.events
+    }
+
+    /// The bound address (`None` for memory endpoints).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// The endpoint's counters.
+    pub fn counters(&self) -> &Arc<IoCounters> {
+        &self.counters
+    }
+}
+
+/// A client endpoint (one connection). Dropping it closes the connection.
+pub struct ClientEndpoint {
+    events: crossbeam_channel::Receiver<IoEvent>,
+    counters: Arc<IoCounters>,
+    _guard: EndpointGuard,
+}
+
+impl fmt::Debug for ClientEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientEndpoint").finish_non_exhaustive()
+    }
+}
+
+impl ClientEndpoint {
+    /// The connection's events: `Opened`, `Frame`s, `Closed` (or a lone
+    /// `Closed` when connecting failed).
+    pub fn events(&self) -> &crossbeam_channel::Receiver<IoEvent> {
+        &self.events
+    }
+
+    /// The endpoint's counters.
+    pub fn counters(&self) -> &Arc<IoCounters> {
+        &self.counters
+    }
+}

@@ -1,0 +1,309 @@
+//! WebSocket over TCP (`ws://`), on an [`IoRuntime`].
+//!
+//! The server checks its connection caps before the WebSocket upgrade, bounds
+//! the upgrade with [`IoConfig::handshake_timeout`] and enforces
+//! [`IoConfig::allowed_origins`] during it. Every accepted connection gets its
+//! own task; a hostile or broken connection only ever ends itself.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{StatusCode, header};
+use tracing::debug;
+
+use super::conn::{self, EndpointShared};
+use super::{
+    ChannelSizing, ClientEndpoint, CloseCause, ConnectionId, Counter, EndpointGuard, IoConfig,
+    IoCounters, IoRuntime, ServerEndpoint,
+};
+
+/// Listen backlog for server sockets.
+const BACKLOG: u32 = 1024;
+/// Pause after a failed `accept` (e.g. out of file descriptors) to avoid spinning.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
+
+/// Binds `addr` and starts accepting on `runtime`.
+///
+/// Returns an error only if binding fails; everything after that is reported
+/// through [`ServerEndpoint::events`] and [`ServerEndpoint::counters`].
+pub fn listen(
+    runtime: &IoRuntime,
+    addr: SocketAddr,
+    config: IoConfig,
+) -> std::io::Result<ServerEndpoint> {
+    let listener = {
+        let _enter = runtime.handle().enter();
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)?
+    };
+    let local_addr = listener.local_addr().ok();
+    let sizing = ChannelSizing::new(&config, config.max_connections);
+    let (events_tx, events) = crossbeam_channel::bounded(sizing.capacity);
+    let counters = Arc::new(IoCounters::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(());
+    let shared = Arc::new(EndpointShared {
+        events: events_tx,
+        counters: Arc::clone(&counters),
+        sizing,
+        config,
+    });
+    runtime
+        .handle()
+        .spawn(accept_loop(listener, shared, shutdown_rx));
+    Ok(ServerEndpoint {
+        events,
+        local_addr,
+        counters,
+        _guard: EndpointGuard::Task(shutdown_tx),
+    })
+}
+
+/// Starts connecting to `url` (`ws://host:port/path`) in the background.
+///
+/// The outcome arrives on [`ClientEndpoint::events`]: [`IoEvent::Opened`]
+/// on success, otherwise a lone [`IoEvent::Closed`] with
+/// [`CloseCause::Io`], [`CloseCause::HandshakeFailed`] or
+/// [`CloseCause::HandshakeTimeout`]. The connection id is always
+/// `ConnectionId(1)`. `wss://` needs the `tls` feature.
+///
+/// [`IoEvent::Opened`]: super::IoEvent::Opened
+/// [`IoEvent::Closed`]: super::IoEvent::Closed
+pub fn connect(runtime: &IoRuntime, url: &str, config: IoConfig) -> ClientEndpoint {
+    let sizing = ChannelSizing::new(&config, 1);
+    let (events_tx, events) = crossbeam_channel::bounded(sizing.capacity);
+    let counters = Arc::new(IoCounters::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(());
+    let shared = Arc::new(EndpointShared {
+        events: events_tx,
+        counters: Arc::clone(&counters),
+        sizing,
+        config,
+    });
+    runtime
+        .handle()
+        .spawn(client_task(url.to_owned(), shared, shutdown_rx));
+    ClientEndpoint {
+        events,
+        counters,
+        _guard: EndpointGuard::Task(shutdown_tx),
+    }
+}
+
+/// The client's single connection id.
+const CLIENT_ID: ConnectionId = ConnectionId(1);
+
+async fn client_task(url: String, shared: Arc<EndpointShared>, mut shutdown: watch::Receiver<()>) {
+    let attempt = tokio_tungstenite::connect_async_with_config(
+        url.as_str(),
+        Some(conn::ws_config(&shared.config)),
+        true,
+    );
+    let result = tokio::select! {
+        _ = shutdown.changed() => return,
+        r = tokio::time::timeout(shared.config.handshake_timeout, attempt) => r,
+    };
+    let failure = match result {
+        Ok(Ok((ws, _response))) => {
+            let remote = match ws.get_ref() {
+                MaybeTlsStream::Plain(tcp) => tcp.peer_addr().ok(),
+                _ => None,
+            };
+            conn::run_connection(ws, CLIENT_ID, remote, shared, shutdown).await;
+            return;
+        }
+        Err(_elapsed) => {
+            shared.counters.bump(Counter::HandshakeTimeout);
+            CloseCause::HandshakeTimeout
+        }
+        Ok(Err(WsError::Io(e))) => {
+            shared.counters.bump(Counter::HandshakeFailure);
+            CloseCause::Io(e.to_string())
+        }
+        Ok(Err(e)) => {
+            shared.counters.bump(Counter::HandshakeFailure);
+            CloseCause::HandshakeFailed(e.to_string())
+        }
+    };
+    debug!(%url, cause = ?failure, "websocket connect failed");
+    conn::deliver_failed(&shared, CLIENT_ID, failure, &shutdown).await;
+}
+
+/// Connection slots of one server endpoint: total and per IP.
+#[derive(Default)]
+struct Slots {
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One taken slot; released on drop (when the connection task ends).
+struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    /// Takes a slot for `ip`, or counts the refusal and returns `None`.
+    fn acquire(slots: &Arc<Slots>, ip: IpAddr, shared: &EndpointShared) -> Option<Self> {
+        let config = &shared.config;
+        // Only the accept loop takes slots, so check-then-increment cannot race.
+        if slots.total.load(Ordering::Acquire) >= config.max_connections {
+            shared.counters.bump(Counter::RefusedTotalCap);
+            return None;
+        }
+        {
+            let mut per_ip = slots.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= config.max_connections_per_ip {
+                shared.counters.bump(Counter::RefusedIpCap);
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+                return None;
+            }
+            *n += 1;
+        }
+        slots.total.fetch_add(1, Ordering::AcqRel);
+        Some(Self {
+            slots: Arc::clone(slots),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        {
+            let mut per_ip = self.slots.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+        self.slots.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<EndpointShared>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    let slots = Arc::new(Slots::default());
+    let mut next_id = 1u64;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                debug!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(slot) = Slot::acquire(&slots, peer.ip(), &shared) else {
+            debug!(%peer, "connection refused by cap");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let id = ConnectionId(next_id);
+        next_id += 1;
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            id,
+            slot,
+            Arc::clone(&shared),
+            shutdown.clone(),
+        ));
+    }
+    debug!("accept loop stopped");
+}
+
+/// The `Origin` allow-list check, run on the upgrade request.
+fn origin_allowed(allowed: Option<&[String]>, request: &Request) -> bool {
+    let Some(allowed) = allowed else {
+        return true;
+    };
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        // Native clients send no Origin; see `IoConfig::allowed_origins`.
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnectionId,
+    slot: Slot,
+    shared: Arc<EndpointShared>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    let _slot = slot;
+    let allowed = shared.config.allowed_origins.clone();
+    let counters = Arc::clone(&shared.counters);
+    // The signature is tungstenite's `Callback`; the large `Err` is theirs.
+    #[allow(clippy::result_large_err)]
+    let callback = move |request: &Request, response: Response| {
+        if origin_allowed(allowed.as_deref(), request) {
+            Ok(response)
+        } else {
+            counters.bump(Counter::RefusedOrigin);
+            let mut refusal = ErrorResponse::new(Some("origin not allowed".to_owned()));
+            *refusal.status_mut() = StatusCode::FORBIDDEN;
+            Err(refusal)
+        }
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(conn::ws_config(&shared.config)),
+    );
+    let result = tokio::select! {
+        _ = shutdown.changed() => return,
+        r = tokio::time::timeout(shared.config.handshake_timeout, handshake) => r,
+    };
+    let ws = match result {
+        Ok(Ok(ws)) => ws,
+        Err(_elapsed) => {
+            shared.counters.bump(Counter::HandshakeTimeout);
+            debug!(%peer, "websocket handshake timed out");
+            return;
+        }
+        Ok(Err(WsError::Http(response))) => {
+            // Refused by the origin check (already counted).
+            debug!(%peer, status = %response.status(), "websocket upgrade refused");
+            return;
+        }
+        Ok(Err(e)) => {
+            shared.counters.bump(Counter::HandshakeFailure);
+            debug!(%peer, error = %e, "websocket handshake failed");
+            return;
+        }
+    };
+    shared.counters.bump(Counter::Accepted);
+    conn::run_connection(ws, id, Some(peer), shared, shutdown).await;
+}
