@@ -23,10 +23,21 @@
 // Lets `#[derive(GameMessage)]` refer to `::mokosh_net` from inside this crate too.
 extern crate self as mokosh_net;
 
+#[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "runtime")]
 pub mod io;
+#[cfg(feature = "runtime")]
 pub mod metrics;
 pub mod protocol;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "runtime")]
+pub mod shared;
+#[cfg(all(feature = "server", feature = "client"))]
+pub mod testing;
 
 /// The items most games need, for `use mokosh_net::prelude::*`.
 pub mod prelude {
@@ -36,4 +47,18 @@ pub mod prelude {
         ServerSecurity, Session, SessionConfig, SessionEvent,
     };
     pub use mokosh_derive::{GameMessage, Schema};
+
+    #[cfg(feature = "client")]
+    pub use crate::client::{
+        ClientPluginConfig, ConnectTarget, ConnectedToServer, ConnectionState,
+        DisconnectedFromServer, FromServer, MokoshClient, MokoshClientPlugin, ToServer,
+        client_connected,
+    };
+    #[cfg(feature = "server")]
+    pub use crate::server::{
+        ClientConnected, ClientDisconnected, FromClient, MokoshServer, MokoshServerPlugin,
+        SendTarget, ServerPluginConfig, ToClients,
+    };
+    #[cfg(feature = "runtime")]
+    pub use crate::shared::{ClientId, MokoshAppExt};
 }

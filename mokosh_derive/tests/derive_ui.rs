@@ -1,6 +1,6 @@
 //! Compile-time behaviour of `#[derive(Schema)]` and `#[derive(GameMessage)]`.
 //!
-//! Regenerate expected output with `TRYBUILD=overwrite cargo test -p mokosh_net
+//! Regenerate expected output with `TRYBUILD=overwrite cargo test -p mokosh_derive
 //! --test derive_ui`, then review every changed `.stderr` by hand.
 
 #[test]
