@@ -185,6 +185,11 @@ impl core::fmt::Debug for NoiseHandshake {
     }
 }
 
+enum Side<'a> {
+    Initiator(&'a PublicKey),
+    Responder(&'a KeyPair),
+}
+
 /// The two traffic keys that come out of a finished handshake.
 pub struct TrafficKeys {
     /// Seals packets this side sends.
@@ -196,22 +201,12 @@ pub struct TrafficKeys {
 impl NoiseHandshake {
     /// The client side, pinned to the server's public key.
     pub fn initiator(server_key: &PublicKey) -> Result<Self, CryptoError> {
-        let state = noise_builder()?
-            .prologue(NOISE_PROLOGUE)
-            .and_then(|b| b.remote_public_key(&server_key.0))
-            .and_then(|b| b.build_initiator())
-            .map_err(|e| CryptoError::Handshake(e.to_string()))?;
-        Ok(NoiseHandshake { state })
+        Self::build(Side::Initiator(server_key), None)
     }
 
     /// The server side, holding the static key pair.
     pub fn responder(keypair: &KeyPair) -> Result<Self, CryptoError> {
-        let state = noise_builder()?
-            .prologue(NOISE_PROLOGUE)
-            .and_then(|b| b.local_private_key(keypair.private_bytes()))
-            .and_then(|b| b.build_responder())
-            .map_err(|e| CryptoError::Handshake(e.to_string()))?;
-        Ok(NoiseHandshake { state })
+        Self::build(Side::Responder(keypair), None)
     }
 
     /// Test-vector support: an initiator with a fixed ephemeral key.
@@ -220,13 +215,7 @@ impl NoiseHandshake {
         server_key: &PublicKey,
         ephemeral: &[u8; KEY_LEN],
     ) -> Result<Self, CryptoError> {
-        let state = noise_builder()?
-            .fixed_ephemeral_key_for_testing_only(ephemeral)
-            .prologue(NOISE_PROLOGUE)
-            .and_then(|b| b.remote_public_key(&server_key.0))
-            .and_then(|b| b.build_initiator())
-            .map_err(|e| CryptoError::Handshake(e.to_string()))?;
-        Ok(NoiseHandshake { state })
+        Self::build(Side::Initiator(server_key), Some(ephemeral))
     }
 
     /// Test-vector support: a responder with a fixed ephemeral key.
@@ -235,12 +224,24 @@ impl NoiseHandshake {
         keypair: &KeyPair,
         ephemeral: &[u8; KEY_LEN],
     ) -> Result<Self, CryptoError> {
-        let state = noise_builder()?
-            .fixed_ephemeral_key_for_testing_only(ephemeral)
-            .prologue(NOISE_PROLOGUE)
-            .and_then(|b| b.local_private_key(keypair.private_bytes()))
-            .and_then(|b| b.build_responder())
-            .map_err(|e| CryptoError::Handshake(e.to_string()))?;
+        Self::build(Side::Responder(keypair), Some(ephemeral))
+    }
+
+    fn build(side: Side<'_>, ephemeral: Option<&[u8; KEY_LEN]>) -> Result<Self, CryptoError> {
+        let mut builder = noise_builder()?;
+        if let Some(ephemeral) = ephemeral {
+            builder = builder.fixed_ephemeral_key_for_testing_only(ephemeral);
+        }
+        let builder = builder.prologue(NOISE_PROLOGUE);
+        let state = match side {
+            Side::Initiator(server_key) => builder
+                .and_then(|b| b.remote_public_key(&server_key.0))
+                .and_then(|b| b.build_initiator()),
+            Side::Responder(keypair) => builder
+                .and_then(|b| b.local_private_key(keypair.private_bytes()))
+                .and_then(|b| b.build_responder()),
+        }
+        .map_err(|e| CryptoError::Handshake(e.to_string()))?;
         Ok(NoiseHandshake { state })
     }
 
