@@ -84,6 +84,17 @@ pub enum IoEvent {
     },
 }
 
+impl IoEvent {
+    /// The connection this event is about.
+    pub fn connection(&self) -> ConnectionId {
+        match self {
+            IoEvent::Opened { id, .. } | IoEvent::Frame { id, .. } | IoEvent::Closed { id, .. } => {
+                *id
+            }
+        }
+    }
+}
+
 /// Why [`ConnectionLink::send`] refused a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

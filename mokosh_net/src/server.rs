@@ -560,6 +560,9 @@ fn receive_system(world: &mut World) {
             None => return,
         };
         for event in events {
+            let _span =
+                tracing::debug_span!("mokosh_connection", connection = event.connection().0)
+                    .entered();
             match event {
                 IoEvent::Opened { id, remote, link } => {
                     open_connection(world, &mut server, now, id, remote, link);
