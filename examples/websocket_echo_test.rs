@@ -77,7 +77,8 @@ struct Probe {
 
 /// Keeps at most `WINDOW` pings in flight.
 fn send_pings(mut probe: ResMut<Probe>, mut outbox: MessageWriter<ToServer<Ping>>) {
-    while probe.next < probe.total && probe.next - probe.rtts.len() as u32 - probe.corrupted < WINDOW
+    while probe.next < probe.total
+        && probe.next - probe.rtts.len() as u32 - probe.corrupted < WINDOW
     {
         let sequence = probe.next;
         probe.sent_at.push(Instant::now());
@@ -198,7 +199,11 @@ fn main() -> ExitCode {
     let [server, client] = &apps;
     let probe = client.world().resource::<Probe>();
     let stats = client.world().resource::<MokoshClient>().stats();
-    let metrics = server.world().resource::<MokoshServer>().metrics().snapshot();
+    let metrics = server
+        .world()
+        .resource::<MokoshServer>()
+        .metrics()
+        .snapshot();
     println!(
         "sent {}  echoed in order {}  out of order {}  corrupted {}  in {:.2} s",
         probe.next,
@@ -229,9 +234,8 @@ fn main() -> ExitCode {
         );
     }
 
-    let ok = probe.rtts.len() as u32 == total
-        && probe.out_of_order.is_empty()
-        && probe.corrupted == 0;
+    let ok =
+        probe.rtts.len() as u32 == total && probe.out_of_order.is_empty() && probe.corrupted == 0;
     if ok {
         println!("OK: all {total} echoes arrived, in order");
         ExitCode::SUCCESS
@@ -239,7 +243,10 @@ fn main() -> ExitCode {
         if let Some((expected, got)) = probe.out_of_order.first() {
             eprintln!("FAIL: expected echo {expected}, got {got}");
         }
-        eprintln!("FAIL: {} of {total} echoes arrived intact", probe.rtts.len());
+        eprintln!(
+            "FAIL: {} of {total} echoes arrived intact",
+            probe.rtts.len()
+        );
         ExitCode::FAILURE
     }
 }
