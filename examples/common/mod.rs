@@ -134,3 +134,68 @@ pub(crate) fn write_private(path: &std::path::Path, contents: &str) {
         fail(&format!("{}: {error}", path.display()));
     }
 }
+
+/// A headless app on the real clock whose fixed schedules (where the Mokosh
+/// systems run) tick at `hz`. Add plugins, then call [`started`].
+pub(crate) fn realtime_app(hz: f64) -> bevy_app::App {
+    let mut app = bevy_app::App::new();
+    app.add_plugins(bevy_time::TimePlugin);
+    app.insert_resource(bevy_time::Time::<bevy_time::Fixed>::from_hz(hz));
+    app
+}
+
+/// Finishes building `app` so it can be stepped with `update()` by hand
+/// (what `App::run` does before its first update).
+pub(crate) fn started(mut app: bevy_app::App) -> bevy_app::App {
+    app.finish();
+    app.cleanup();
+    app
+}
+
+/// Updates every app in turn (about once a millisecond) until `done` holds or
+/// `timeout` passes. Returns whether `done` held.
+pub(crate) fn step_until(
+    apps: &mut [bevy_app::App],
+    timeout: Duration,
+    mut done: impl FnMut(&mut [bevy_app::App]) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        for app in apps.iter_mut() {
+            app.update();
+        }
+        if done(apps) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+/// Milliseconds, for printing.
+pub(crate) fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+/// Collects every message of type `M` an app sees into [`Seen<M>`] (add with
+/// [`observe`]).
+#[derive(bevy_ecs::prelude::Resource)]
+pub(crate) struct Seen<M: Send + Sync + 'static>(pub(crate) Vec<M>);
+
+fn collect<M: bevy_ecs::message::Message + Clone>(
+    mut reader: bevy_ecs::prelude::MessageReader<M>,
+    mut seen: bevy_ecs::prelude::ResMut<Seen<M>>,
+) {
+    seen.0.extend(reader.read().cloned());
+}
+
+/// Records every `M` the app sees (in `FixedUpdate`, where Mokosh delivers).
+pub(crate) fn observe<M: bevy_ecs::message::Message + Clone>(app: &mut bevy_app::App) {
+    app.insert_resource(Seen::<M>(Vec::new()));
+    app.add_systems(bevy_app::FixedUpdate, collect::<M>);
+}
+
+/// What `observe::<M>` recorded so far.
+pub(crate) fn seen<M: bevy_ecs::message::Message + Clone>(app: &bevy_app::App) -> &[M] {
+    &app.world().resource::<Seen<M>>().0
+}
