@@ -85,7 +85,6 @@ use mokosh::protocol::codec::{self, CodecId, DecodeLimits, RawBytes};
 use mokosh::protocol::compression::{CompressionConfig, CompressionId, Compressor};
 use mokosh::protocol::crypto::{PacketOpener, PacketSealer, simd_backend};
 use mokosh::protocol::envelope::{Flags, Header};
-use mokosh::protocol::message::GameMessage as _;
 use mokosh::protocol::rate_limit::RateLimitConfig;
 use mokosh::protocol::registry::MessageRegistry;
 use mokosh::protocol::session::{SessionConfig, SessionEvent};

@@ -176,10 +176,10 @@ fn main() -> ExitCode {
 
     // 4. kick the second client
     let victim = ids[1];
-    network.server.world_mut().write_message(KickClient {
-        client_id: victim,
-        reason: DisconnectReason::Kicked,
-    });
+    network
+        .server
+        .world_mut()
+        .write_message(KickClient::new(victim, "cheating detected"));
     let Some(_) = phase(&mut network, "4. kicked client sees the reason", |net| {
         matches!(
             net.client_state(1),

@@ -7,3 +7,6 @@
 
 pub use mokosh_derive::{GameMessage, Schema};
 pub use mokosh_net::*;
+// The traits share their names with the derive macros (different namespaces),
+// so `mokosh::GameMessage` works both in `#[derive(..)]` and as a bound.
+pub use mokosh_net::protocol::{GameMessage, Schema};

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mokosh::protocol::testing::SessionPair;
-use mokosh::protocol::{DecodeLimits, GameMessage, MessageRegistry, Schema, SessionConfig};
+use mokosh::protocol::{DecodeLimits, MessageRegistry, SessionConfig};
+// One import serves as both the derive macros and the traits.
 use mokosh::{GameMessage, Schema};
 use serde::{Deserialize, Serialize};
 

@@ -13,7 +13,8 @@
 //! | [`MokoshClientSystems::Flush`] | `FixedPostUpdate` | keepalive and timeouts; frames → IO layer |
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bevy_app::{App, FixedPostUpdate, FixedPreUpdate, Plugin};
 use bevy_ecs::prelude::*;
@@ -24,7 +25,7 @@ use crate::protocol::{
     PacketError, ReceivedMessage, RttEstimate, Session, SessionConfig, SessionEvent, SessionStats,
 };
 pub use crate::shared::{ClientId, MokoshAppExt};
-use crate::shared::{MokoshRuntime, ProtocolRegistry, ensure_runtime, io_config_for, now};
+use crate::shared::{ProtocolRegistry, ensure_runtime, io_config_for, now};
 
 /// Everything the client plugin needs.
 #[derive(Debug, Clone)]
@@ -45,8 +46,21 @@ pub struct ClientPluginConfig {
 
 impl ClientPluginConfig {
     /// A client that pins `server_key` and presents `auth_token`.
+    ///
+    /// The rate limits apply to what the *server* sends; they default to
+    /// 2,000 messages/s and 8 MiB/s (far above a 60 Hz snapshot stream plus
+    /// events), so only a runaway server trips them.
     pub fn new(server_key: crate::protocol::PublicKey, auth_token: impl Into<Vec<u8>>) -> Self {
-        let session = SessionConfig::default();
+        let session = SessionConfig {
+            rate_limit: crate::protocol::RateLimitConfig {
+                messages_per_sec: 2_000,
+                message_burst: 4_000,
+                bytes_per_sec: 8 * 1024 * 1024,
+                byte_burst: 16 * 1024 * 1024,
+                violation_burst: 200,
+            },
+            ..SessionConfig::default()
+        };
         let io = io_config_for(&session);
         ClientPluginConfig {
             security: ClientSecurity::Pinned(server_key),
@@ -89,17 +103,19 @@ impl Plugin for MokoshClientPlugin {
         if !app.is_plugin_added::<bevy_time::TimePlugin>() {
             app.add_plugins(bevy_time::TimePlugin);
         }
-        ensure_runtime(app, self.config.worker_threads);
+        let runtime = ensure_runtime(app, self.config.worker_threads);
         app.init_resource::<ProtocolRegistry>();
         app.insert_resource(MokoshClient {
             config: self.config.clone(),
             request: None,
             endpoint: None,
+            closing: false,
             link: None,
             session: None,
             inbox: HashMap::new(),
             rtt: RttEstimate::default(),
             stats: SessionStats::default(),
+            runtime,
         });
         app.insert_resource(ConnectionState::Disconnected { last: None });
         app.add_message::<ConnectedToServer>()
@@ -157,11 +173,16 @@ pub struct MokoshClient {
     config: ClientPluginConfig,
     request: Option<Request>,
     endpoint: Option<ClientEndpoint>,
+    /// The session ended; the endpoint is kept until its transport closes.
+    closing: bool,
     link: Option<ConnectionLink>,
     session: Option<Session>,
     inbox: HashMap<u16, Vec<ReceivedMessage>>,
     rtt: RttEstimate,
     stats: SessionStats,
+    /// Keeps the IO runtime alive until this resource is gone (declared last:
+    /// dropped after the endpoint).
+    runtime: Arc<crate::io::IoRuntime>,
 }
 
 impl MokoshClient {
@@ -198,6 +219,37 @@ impl MokoshClient {
     /// IO counters of the current connection.
     pub fn io_counters(&self) -> Option<crate::io::IoCountersSnapshot> {
         self.endpoint.as_ref().map(|e| e.counters().snapshot())
+    }
+}
+
+/// How long dropping the client (app exit) waits for its last frames to leave.
+const GOODBYE_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl Drop for MokoshClient {
+    /// A clean exit: a live session says goodbye (`Requested`), and the
+    /// transport gets a moment (at most [`GOODBYE_TIMEOUT`]) to send it.
+    fn drop(&mut self) {
+        if let (Some(mut session), Some(link)) = (self.session.take(), self.link.take()) {
+            session.disconnect(DisconnectReason::Requested, "client shut down");
+            while let Some(frame) = session.poll_transmit() {
+                if link.send(frame).is_err() {
+                    break;
+                }
+            }
+            link.close();
+            self.closing = true;
+        }
+        if !self.closing {
+            return;
+        }
+        if let Some(endpoint) = &self.endpoint {
+            let deadline = Instant::now() + GOODBYE_TIMEOUT;
+            while let Ok(event) = endpoint.events().recv_deadline(deadline) {
+                if matches!(event, IoEvent::Closed { .. }) {
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -286,11 +338,6 @@ fn receive_system(world: &mut World) {
             None => Vec::new(),
         };
         for event in events {
-            if client.endpoint.is_none() {
-                // The connection already ended (e.g. a refusal was processed);
-                // the rest of its events, such as the transport close, are moot.
-                break;
-            }
             match event {
                 IoEvent::Opened { link, .. } => {
                     let registry = world.resource_mut::<ProtocolRegistry>().frozen();
@@ -323,11 +370,18 @@ fn receive_system(world: &mut World) {
                     }
                 }
                 IoEvent::Closed { cause, .. } => {
+                    let closing = client.closing;
                     match client.session.as_mut() {
                         Some(session) => session.disconnect(
                             DisconnectReason::ConnectionLost,
                             format!("transport closed: {cause:?}"),
                         ),
+                        // We ended the session and were waiting for the transport
+                        // to finish sending our last frames and close.
+                        None if closing => {
+                            client.closing = false;
+                            client.endpoint = None;
+                        }
                         None => {
                             // The transport never came up.
                             let reason = match cause {
@@ -358,12 +412,14 @@ fn start_connect(world: &mut World, client: &mut MokoshClient, target: ConnectTa
     }
     let endpoint = match target {
         ConnectTarget::WebSocket(url) => {
-            let runtime = world.resource::<MokoshRuntime>();
-            io::websocket::connect(&runtime.0, &url, client.config.io.clone())
+            io::websocket::connect(&client.runtime, &url, client.config.io.clone())
         }
         ConnectTarget::Memory(listener) => listener.connect(),
     };
+    // A previous connection still closing is dropped here (its last frames
+    // may be cut short by the reconnect).
     client.endpoint = Some(endpoint);
+    client.closing = false;
     *world.resource_mut::<ConnectionState>() = ConnectionState::Connecting;
 }
 
@@ -417,10 +473,15 @@ fn finish(
             }
         }
     }
-    if let Some(link) = client.link.take() {
-        link.close();
+    // Keep the endpoint until the transport reports it closed, so the last
+    // frames (our DISCONNECT) are sent before the socket goes away.
+    match client.link.take() {
+        Some(link) => {
+            link.close();
+            client.closing = true;
+        }
+        None => client.endpoint = None,
     }
-    client.endpoint = None;
     client.inbox.clear();
     tracing::info!(%reason, ?initiator, %detail, "disconnected from the server");
     *world.resource_mut::<ConnectionState>() = ConnectionState::Disconnected { last: Some(reason) };

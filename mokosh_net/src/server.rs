@@ -43,7 +43,7 @@
 //!     .run();
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -63,7 +63,7 @@ use crate::protocol::{
     RttEstimate, ServerConfig, ServerSecurity, Session, SessionConfig, SessionEvent, SessionStats,
 };
 pub use crate::shared::{ClientId, MokoshAppExt};
-use crate::shared::{MokoshRuntime, ProtocolRegistry, ensure_runtime, io_config_for, now};
+use crate::shared::{ProtocolRegistry, ensure_runtime, io_config_for, now};
 
 /// Where the server listens.
 #[derive(Debug, Clone)]
@@ -171,7 +171,7 @@ impl Plugin for MokoshServerPlugin {
         if !app.is_plugin_added::<bevy_time::TimePlugin>() {
             app.add_plugins(bevy_time::TimePlugin);
         }
-        ensure_runtime(app, self.config.worker_threads);
+        let runtime = ensure_runtime(app, self.config.worker_threads);
         app.init_resource::<ProtocolRegistry>();
         let (auth_sender, auth_results) = crossbeam_channel::unbounded();
         let auth = self
@@ -185,12 +185,14 @@ impl Plugin for MokoshServerPlugin {
             endpoint: None,
             protocol: None,
             connections: HashMap::new(),
+            closing: HashSet::new(),
             clients: HashMap::new(),
             next_client_id: 1,
             auth_sender,
             auth_results,
             metrics: Arc::new(Metrics::default()),
             metrics_server: None,
+            runtime,
         });
         app.init_resource::<ServerInbox>();
         app.add_message::<ClientConnected>()
@@ -206,6 +208,7 @@ impl Plugin for MokoshServerPlugin {
             (MokoshServerSystems::Send, MokoshServerSystems::Flush).chain(),
         );
         app.add_systems(Startup, start_server);
+        app.add_systems(bevy_app::Last, shutdown_on_exit);
         app.add_systems(
             FixedPreUpdate,
             receive_system.in_set(MokoshServerSystems::Receive),
@@ -244,18 +247,28 @@ pub struct MokoshServer {
     endpoint: Option<ServerEndpoint>,
     protocol: Option<Arc<ServerConfig>>,
     connections: HashMap<ConnectionId, Entity>,
+    /// Connections we closed whose transport has not reported `Closed` yet.
+    closing: HashSet<ConnectionId>,
     clients: HashMap<ClientId, Entity>,
     next_client_id: u64,
     auth_sender: Sender<AuthOutcome>,
     auth_results: Receiver<AuthOutcome>,
     metrics: Arc<Metrics>,
     metrics_server: Option<MetricsServer>,
+    /// Keeps the IO runtime alive until this resource is gone (declared last:
+    /// dropped after the endpoint).
+    runtime: Arc<crate::io::IoRuntime>,
 }
 
 impl MokoshServer {
     /// The bound address (WebSocket transport, after start-up).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.endpoint.as_ref().and_then(ServerEndpoint::local_addr)
+    }
+
+    /// `ws://ADDR` for the bound WebSocket address (after start-up).
+    pub fn url(&self) -> Option<String> {
+        self.local_addr().map(|addr| format!("ws://{addr}"))
     }
 
     /// The metrics endpoint's address, if it is serving.
@@ -364,12 +377,25 @@ pub struct ConnectionRejected {
 }
 
 /// Game code asks the server to disconnect a client.
-#[derive(Message, Debug, Clone, Copy)]
+#[derive(Message, Debug, Clone)]
 pub struct KickClient {
     /// Whom.
     pub client_id: ClientId,
     /// The reason sent to the client (usually [`DisconnectReason::Kicked`]).
     pub reason: DisconnectReason,
+    /// Human-readable detail sent along (at most 256 bytes are sent).
+    pub detail: String,
+}
+
+impl KickClient {
+    /// Kicks `client_id` with [`DisconnectReason::Kicked`] and `detail`.
+    pub fn new(client_id: ClientId, detail: impl Into<String>) -> Self {
+        KickClient {
+            client_id,
+            reason: DisconnectReason::Kicked,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A typed message from a client.
@@ -441,7 +467,6 @@ struct AuthOutcome {
 fn start_server(
     mut server: ResMut<MokoshServer>,
     mut protocol: ResMut<ProtocolRegistry>,
-    runtime: Res<MokoshRuntime>,
     mut commands: Commands,
 ) {
     let registry = protocol.frozen();
@@ -452,7 +477,7 @@ fn start_server(
     }));
     let endpoint = match server.config.transport.clone() {
         ServerTransport::WebSocket(addr) => {
-            match io::websocket::listen(&runtime.0, addr, server.config.io.clone()) {
+            match io::websocket::listen(&server.runtime, addr, server.config.io.clone()) {
                 Ok(endpoint) => endpoint,
                 Err(error) => panic!("cannot listen on {addr}: {error}"),
             }
@@ -471,7 +496,7 @@ fn start_server(
     if let Some(addr) = server.config.metrics_addr {
         let metrics = server.metrics.clone();
         let render = Arc::new(move || render_metrics(&metrics, &io_counters));
-        match crate::metrics::serve_metrics(runtime.0.handle(), addr, render) {
+        match crate::metrics::serve_metrics(server.runtime.handle(), addr, render) {
             Ok(metrics_server) => {
                 tracing::info!(addr = %metrics_server.local_addr(), "metrics served at /metrics");
                 server.metrics_server = Some(metrics_server);
@@ -589,6 +614,7 @@ fn receive_system(world: &mut World) {
                     process_session_events(world, &mut server, entity);
                 }
                 IoEvent::Closed { id, cause } => {
+                    server.closing.remove(&id);
                     let Some(&entity) = server.connections.get(&id) else {
                         continue;
                     };
@@ -628,7 +654,7 @@ fn kick_requested(world: &mut World) {
         for kick in kicks {
             if let Some(&entity) = server.clients.get(&kick.client_id) {
                 if let Some(mut session) = world.get_mut::<NetSession>(entity) {
-                    session.0.disconnect(kick.reason, "");
+                    session.0.disconnect(kick.reason, kick.detail);
                 }
                 process_session_events(world, &mut server, entity);
             }
@@ -737,7 +763,7 @@ fn start_auth(world: &mut World, server: &mut MokoshServer, entity: Entity, toke
     let mut context = Context::from_waker(Waker::noop());
     // Poll inside the runtime's context so providers may use tokio timers and
     // IO; the runtime re-polls it with a real waker if it is not ready.
-    let runtime = world.resource::<MokoshRuntime>().0.handle().clone();
+    let runtime = server.runtime.handle().clone();
     let ready = {
         let _context = runtime.enter();
         future.as_mut().poll(&mut context)
@@ -752,20 +778,16 @@ fn start_auth(world: &mut World, server: &mut MokoshServer, entity: Entity, toke
         }
         Poll::Pending => {
             let sender = server.auth_sender.clone();
-            world
-                .resource::<MokoshRuntime>()
-                .0
-                .handle()
-                .spawn(async move {
-                    let result = future.await;
-                    // The receiver lives as long as the server; if it is gone the
-                    // app is shutting down and the result does not matter.
-                    let _ = sender.send(AuthOutcome {
-                        entity,
-                        connection: connection_id,
-                        result,
-                    });
+            runtime.spawn(async move {
+                let result = future.await;
+                // The receiver lives as long as the server; if it is gone the
+                // app is shutting down and the result does not matter.
+                let _ = sender.send(AuthOutcome {
+                    entity,
+                    connection: connection_id,
+                    result,
                 });
+            });
         }
     }
 }
@@ -821,6 +843,7 @@ fn close_connection(
         }
         connection.link.close();
         server.connections.remove(&connection.connection);
+        server.closing.insert(connection.connection);
     }
     let client_id = entity_ref.get::<ClientId>().copied();
     let remote = entity_ref
@@ -896,6 +919,50 @@ fn flush_system(world: &mut World) {
         }
     });
     world.resource_mut::<ServerInbox>().by_route.clear();
+}
+
+/// When the app is exiting, tells every client (`ServerShutdown`) and closes
+/// the connections; dropping [`MokoshServer`] then waits briefly for the
+/// transports to send those last frames.
+fn shutdown_on_exit(world: &mut World) {
+    let exiting = world
+        .get_resource::<Messages<bevy_app::AppExit>>()
+        .is_some_and(|exits| !exits.is_empty());
+    if !exiting {
+        return;
+    }
+    world.resource_scope::<MokoshServer, _>(|world, mut server| {
+        let entities: Vec<Entity> = server.connections.values().copied().collect();
+        for entity in entities {
+            if let Some(mut session) = world.get_mut::<NetSession>(entity) {
+                session
+                    .0
+                    .disconnect(DisconnectReason::ServerShutdown, "server shutting down");
+            }
+            process_session_events(world, &mut server, entity);
+        }
+    });
+}
+
+/// How long dropping the server waits for closing connections to flush.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Drop for MokoshServer {
+    fn drop(&mut self) {
+        let Some(endpoint) = &self.endpoint else {
+            return;
+        };
+        let deadline = Instant::now() + GOODBYE_TIMEOUT;
+        while !self.closing.is_empty() {
+            match endpoint.events().recv_deadline(deadline) {
+                Ok(IoEvent::Closed { id, .. }) => {
+                    self.closing.remove(&id);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 /// Adds `FromClient<M>` / `ToClients<M>` and their systems. Called by

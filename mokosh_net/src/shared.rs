@@ -49,17 +49,22 @@ impl ProtocolRegistry {
 }
 
 /// The tokio runtime that runs the IO tasks (and slow authentication). Added by
-/// whichever Mokosh plugin is added first; shared by both. Dropping the app
-/// shuts it down.
-#[derive(Resource)]
-pub struct MokoshRuntime(pub IoRuntime);
+/// whichever Mokosh plugin is added first; shared by both. The plugins' own
+/// resources hold it too, so it outlives them when the app is dropped and
+/// their last frames (DISCONNECT) still get sent.
+#[derive(Resource, Clone)]
+pub struct MokoshRuntime(pub Arc<IoRuntime>);
 
-pub(crate) fn ensure_runtime(app: &mut App, worker_threads: usize) {
-    if !app.world().contains_resource::<MokoshRuntime>() {
-        let runtime = IoRuntime::new(worker_threads.max(1))
-            .unwrap_or_else(|error| panic!("cannot start the Mokosh IO runtime: {error}"));
-        app.insert_resource(MokoshRuntime(runtime));
+pub(crate) fn ensure_runtime(app: &mut App, worker_threads: usize) -> Arc<IoRuntime> {
+    if let Some(runtime) = app.world().get_resource::<MokoshRuntime>() {
+        return runtime.0.clone();
     }
+    let runtime = Arc::new(
+        IoRuntime::new(worker_threads.max(1))
+            .unwrap_or_else(|error| panic!("cannot start the Mokosh IO runtime: {error}")),
+    );
+    app.insert_resource(MokoshRuntime(runtime.clone()));
+    runtime
 }
 
 /// Registers game message types with the Mokosh plugins.

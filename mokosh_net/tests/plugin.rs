@@ -245,10 +245,10 @@ fn disconnect_reasons_reach_both_sides() {
     let ConnectionState::Connected { client_id } = network.client_state(1) else {
         panic!("client 1 should still be connected");
     };
-    network.server.world_mut().write_message(KickClient {
-        client_id,
-        reason: DisconnectReason::Kicked,
-    });
+    network
+        .server
+        .world_mut()
+        .write_message(KickClient::new(client_id, "afk"));
     assert!(network.run_until(10, |net| {
         !seen::<DisconnectedFromServer>(&net.clients[1]).is_empty()
     }));
@@ -257,6 +257,7 @@ fn disconnect_reasons_reach_both_sides() {
         (kicked.reason, kicked.initiator),
         (DisconnectReason::Kicked, Initiator::Peer)
     );
+    assert_eq!(kicked.detail, "afk");
     assert_eq!(
         network
             .server
@@ -552,4 +553,28 @@ fn hostile_raw_client_replay_and_garbage_only_hurt_itself() {
         network.client_state(0),
         ConnectionState::Connected { .. }
     ));
+}
+
+#[test]
+fn server_shutdown_is_announced_to_clients() {
+    let keypair = KeyPair::generate().unwrap();
+    let clients = (0..2).map(|i| client(&keypair, &format!("p{i}"))).collect();
+    let mut network = TestNetwork::new(server(&keypair, |_| {}), clients);
+    assert!(network.run_until(60, |net| net.all_connected()));
+    network
+        .server
+        .world_mut()
+        .write_message(bevy_app::AppExit::Success);
+    assert!(network.run_until(10, |net| {
+        net.clients
+            .iter()
+            .all(|c| !seen::<DisconnectedFromServer>(c).is_empty())
+    }));
+    for client in &network.clients {
+        let gone = &seen::<DisconnectedFromServer>(client)[0];
+        assert_eq!(
+            (gone.reason, gone.initiator),
+            (DisconnectReason::ServerShutdown, Initiator::Peer)
+        );
+    }
 }
