@@ -3,10 +3,12 @@
 //! resource, client ids and time.
 
 use std::sync::Arc;
+#[cfg(any(feature = "server", feature = "client"))]
 use std::time::Instant;
 
 use bevy_app::App;
 use bevy_ecs::prelude::*;
+#[cfg(any(feature = "server", feature = "client"))]
 use bevy_time::{Real, Time};
 
 use crate::io::IoRuntime;
@@ -54,6 +56,8 @@ impl ProtocolRegistry {
 #[derive(Resource)]
 pub struct MokoshRuntime(pub IoRuntime);
 
+// Used by the plugins only (a `runtime`-only build has none).
+#[cfg(any(feature = "server", feature = "client"))]
 pub(crate) fn ensure_runtime(app: &mut App, worker_threads: usize) {
     if !app.world().contains_resource::<MokoshRuntime>() {
         let runtime = IoRuntime::new(worker_threads.max(1))
@@ -110,6 +114,8 @@ impl MokoshAppExt for App {
 
 /// The time sessions see: the app's real-time clock as of this update (so a
 /// test that steps time manually steps the protocol too).
+// Used by the plugins only (a `runtime`-only build has none).
+#[cfg(any(feature = "server", feature = "client"))]
 pub(crate) fn now(world: &World) -> Instant {
     world
         .get_resource::<Time<Real>>()
