@@ -37,7 +37,7 @@
 //! # TLS (`wss://`, cargo feature `tls`)
 //!
 //! Off by default. With `tls` (rustls on the `ring` provider, `webpki-roots`),
-//! [`websocket::listen_tls`] serves `wss://` with a `rustls::ServerConfig`
+//! `websocket::listen_tls` serves `wss://` with a `rustls::ServerConfig`
 //! (`tls::server_config_from_pem` builds one from PEM), [`websocket::connect`]
 //! accepts `wss://` URLs and trusts the Mozilla root store, and
 //! `websocket::connect_with_tls` takes a `rustls::ClientConfig` with other

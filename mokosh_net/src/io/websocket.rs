@@ -131,7 +131,7 @@ fn listen_with(
 /// `ConnectionId(1)`.
 ///
 /// `wss://` URLs need the `tls` feature; they then trust the Mozilla root
-/// store (see [`connect_with_tls`] for other roots). Without the feature a
+/// store (see `connect_with_tls` for other roots). Without the feature a
 /// `wss://` URL ends with `HandshakeFailed("wss:// needs the `tls` feature")`.
 ///
 /// [`IoEvent::Opened`]: super::IoEvent::Opened
