@@ -146,8 +146,19 @@ impl Plugin for MokoshClientPlugin {
 /// Where to connect.
 #[derive(Clone)]
 pub enum ConnectTarget {
-    /// A WebSocket URL such as `ws://127.0.0.1:8080`.
+    /// A WebSocket URL such as `ws://127.0.0.1:8080` (`wss://` needs the
+    /// `tls` feature and then trusts the Mozilla root store).
     WebSocket(String),
+    /// A WebSocket URL (`wss://`) with this TLS client config, e.g. trusting a
+    /// self-signed certificate (`tls` feature); see
+    /// [`io::websocket::connect_with_tls`] and [`io::tls::client_config_from_pem`].
+    #[cfg(feature = "tls")]
+    WebSocketTls {
+        /// The URL, such as `wss://game.example:8443`.
+        url: String,
+        /// The roots to trust and other TLS settings.
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    },
     /// An in-memory server in the same process.
     Memory(io::memory::MemoryListener),
 }
@@ -156,6 +167,8 @@ impl core::fmt::Debug for ConnectTarget {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ConnectTarget::WebSocket(url) => write!(f, "WebSocket({url})"),
+            #[cfg(feature = "tls")]
+            ConnectTarget::WebSocketTls { url, .. } => write!(f, "WebSocketTls({url})"),
             ConnectTarget::Memory(_) => f.write_str("Memory"),
         }
     }
@@ -413,6 +426,11 @@ fn start_connect(world: &mut World, client: &mut MokoshClient, target: ConnectTa
     let endpoint = match target {
         ConnectTarget::WebSocket(url) => {
             io::websocket::connect(&client.runtime, &url, client.config.io.clone())
+        }
+        #[cfg(feature = "tls")]
+        ConnectTarget::WebSocketTls { url, tls } => {
+            let runtime = world.resource::<MokoshRuntime>();
+            io::websocket::connect_with_tls(&runtime.0, &url, client.config.io.clone(), tls)
         }
         ConnectTarget::Memory(listener) => listener.connect(),
     };

@@ -9,7 +9,8 @@
 //! protocol: a frame is an opaque `Vec<u8>`, and one WebSocket binary message
 //! is one frame. Two transports share one contract:
 //!
-//! * [`websocket`] — real TCP + WebSocket on an [`IoRuntime`] (tokio).
+//! * [`websocket`] — real TCP + WebSocket on an [`IoRuntime`] (tokio); `ws://`,
+//!   and `wss://` with the `tls` feature.
 //! * [`memory`] — an in-process, synchronous, deterministic pair of channels
 //!   for tests (no tokio involved).
 //!
@@ -32,6 +33,24 @@
 //!   [`LinkError::Full`] and the caller is expected to disconnect the peer as a
 //!   slow consumer. A socket whose writes are stuck only ever stalls its own
 //!   task: there are no shared locks held across an `.await`.
+//!
+//! # TLS (`wss://`, cargo feature `tls`)
+//!
+//! Off by default. With `tls` (rustls on the `ring` provider, `webpki-roots`),
+//! `websocket::listen_tls` serves `wss://` with a `rustls::ServerConfig`
+//! (`tls::server_config_from_pem` builds one from PEM), [`websocket::connect`]
+//! accepts `wss://` URLs and trusts the Mozilla root store, and
+//! `websocket::connect_with_tls` takes a `rustls::ClientConfig` with other
+//! roots (`tls::client_config_from_pem`, e.g. for a self-signed certificate).
+//! The TLS handshake runs inside [`IoConfig::handshake_timeout`] together with
+//! the WebSocket upgrade; a failed one is counted in `handshake_failures` and
+//! ends only that connection. Without the feature, connecting to a `wss://` URL
+//! ends with `CloseCause::HandshakeFailed("wss:// needs the `tls` feature")`.
+//!
+//! The Mokosh protocol already encrypts and authenticates every packet end to
+//! end (Noise + ChaCha20-Poly1305), whatever the transport; TLS is for
+//! deployments that need `wss://`: browsers on HTTPS pages (HTML5 exports),
+//! proxies, and networks that only let TLS through.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -41,6 +60,8 @@ use std::time::Duration;
 
 mod conn;
 pub mod memory;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod websocket;
 
 /// Identifies one connection within one endpoint (unique, never reused).
@@ -124,10 +145,12 @@ pub enum CloseCause {
     /// The peer violated the transport contract (e.g. a text frame, bad
     /// WebSocket framing).
     ProtocolError(String),
-    /// The WebSocket upgrade did not finish within [`IoConfig::handshake_timeout`]
-    /// (clients only; servers never report connections that were not opened).
+    /// The TLS handshake (if any) and WebSocket upgrade did not finish within
+    /// [`IoConfig::handshake_timeout`] (clients only; servers never report
+    /// connections that were not opened).
     HandshakeTimeout,
-    /// The WebSocket upgrade failed (clients only).
+    /// The WebSocket upgrade or the TLS handshake failed, or the URL cannot be
+    /// used (e.g. `wss://` without the `tls` feature). Clients only.
     HandshakeFailed(String),
     /// The endpoint's shared event channel was full: the ECS is not draining it.
     Overloaded,
@@ -173,7 +196,8 @@ pub struct IoCountersSnapshot {
     pub connections_refused_origin: u64,
     /// Upgrades that did not finish within [`IoConfig::handshake_timeout`].
     pub handshake_timeouts: u64,
-    /// Upgrades that failed for any other reason (bad HTTP, reset, ...).
+    /// Upgrades (or TLS handshakes) that failed for any other reason (bad
+    /// HTTP, bad TLS, reset, ...).
     pub handshake_failures: u64,
     /// Frames delivered to the ECS.
     pub frames_in: u64,
@@ -285,7 +309,7 @@ pub struct IoConfig {
     /// Most simultaneous connections from one IP address. Default 64.
     pub max_connections_per_ip: usize,
     /// Time from TCP accept (or client connect start) to a finished WebSocket
-    /// upgrade. Default 5 s.
+    /// upgrade, including the TLS handshake for `wss://`. Default 5 s.
     pub handshake_timeout: Duration,
     /// `None` accepts any `Origin`. `Some(list)` requires the `Origin` header,
     /// when present, to equal one of the entries exactly (otherwise HTTP 403).

@@ -70,6 +70,15 @@ use crate::shared::{ProtocolRegistry, ensure_runtime, io_config_for, now};
 pub enum ServerTransport {
     /// WebSocket (binary messages) on this address.
     WebSocket(SocketAddr),
+    /// WebSocket over TLS (`wss://`) on `addr` (`tls` feature); see
+    /// [`io::websocket::listen_tls`] and [`io::tls::server_config_from_pem`].
+    #[cfg(feature = "tls")]
+    WebSocketTls {
+        /// Where to listen.
+        addr: SocketAddr,
+        /// The certificate chain, key and TLS settings.
+        tls: Arc<rustls::ServerConfig>,
+    },
     /// The in-memory transport (tests, benchmarks, single-process games); the
     /// listener is available as the [`MemoryListenerHandle`] resource.
     Memory,
@@ -478,6 +487,13 @@ fn start_server(
     let endpoint = match server.config.transport.clone() {
         ServerTransport::WebSocket(addr) => {
             match io::websocket::listen(&server.runtime, addr, server.config.io.clone()) {
+                Ok(endpoint) => endpoint,
+                Err(error) => panic!("cannot listen on {addr}: {error}"),
+            }
+        }
+        #[cfg(feature = "tls")]
+        ServerTransport::WebSocketTls { addr, tls } => {
+            match io::websocket::listen_tls(&runtime.0, addr, server.config.io.clone(), tls) {
                 Ok(endpoint) => endpoint,
                 Err(error) => panic!("cannot listen on {addr}: {error}"),
             }

@@ -3,10 +3,12 @@
 //! resource, client ids and time.
 
 use std::sync::Arc;
+#[cfg(any(feature = "server", feature = "client"))]
 use std::time::Instant;
 
 use bevy_app::App;
 use bevy_ecs::prelude::*;
+#[cfg(any(feature = "server", feature = "client"))]
 use bevy_time::{Real, Time};
 
 use crate::io::IoRuntime;
@@ -55,6 +57,8 @@ impl ProtocolRegistry {
 #[derive(Resource, Clone)]
 pub struct MokoshRuntime(pub Arc<IoRuntime>);
 
+// Used by the plugins only (a `runtime`-only build has none).
+#[cfg(any(feature = "server", feature = "client"))]
 pub(crate) fn ensure_runtime(app: &mut App, worker_threads: usize) -> Arc<IoRuntime> {
     if let Some(runtime) = app.world().get_resource::<MokoshRuntime>() {
         return runtime.0.clone();
@@ -115,6 +119,8 @@ impl MokoshAppExt for App {
 
 /// The time sessions see: the app's real-time clock as of this update (so a
 /// test that steps time manually steps the protocol too).
+// Used by the plugins only (a `runtime`-only build has none).
+#[cfg(any(feature = "server", feature = "client"))]
 pub(crate) fn now(world: &World) -> Instant {
     world
         .get_resource::<Time<Real>>()

@@ -686,3 +686,19 @@ fn client_connect_failures_are_reported() {
         other => panic!("{other:?}"),
     }
 }
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn wss_without_the_tls_feature_fails_clearly() {
+    let rt = IoRuntime::new(1).unwrap();
+    // Nothing needs to listen: the URL is refused before any connection.
+    let e = websocket::connect(&rt, "wss://127.0.0.1:9/game", IoConfig::default());
+    match e.events().recv_timeout(WAIT).unwrap() {
+        IoEvent::Closed {
+            id: ConnectionId(1),
+            cause: CloseCause::HandshakeFailed(text),
+        } => assert_eq!(text, "wss:// needs the `tls` feature"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.counters().snapshot().handshake_failures, 1);
+}

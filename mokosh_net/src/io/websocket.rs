@@ -1,9 +1,11 @@
-//! WebSocket over TCP (`ws://`), on an [`IoRuntime`].
+//! WebSocket over TCP (`ws://`), and over TLS (`wss://`, `tls` feature), on an
+//! [`IoRuntime`].
 //!
 //! The server checks its connection caps before the WebSocket upgrade, bounds
-//! the upgrade with [`IoConfig::handshake_timeout`] and enforces
-//! [`IoConfig::allowed_origins`] during it. Every accepted connection gets its
-//! own task; a hostile or broken connection only ever ends itself.
+//! the TLS handshake (if any) plus the upgrade with
+//! [`IoConfig::handshake_timeout`] and enforces [`IoConfig::allowed_origins`]
+//! during the upgrade. Every accepted connection gets its own task; a hostile or
+//! broken connection only ever ends itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,9 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
-use tokio_tungstenite::MaybeTlsStream;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
@@ -30,7 +33,21 @@ const BACKLOG: u32 = 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors) to avoid spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 
-/// Binds `addr` and starts accepting on `runtime`.
+/// The message of the `HandshakeFailed` a `wss://` URL gets without the `tls` feature.
+#[cfg(not(feature = "tls"))]
+const WSS_NEEDS_TLS: &str = "wss:// needs the `tls` feature";
+
+/// What wraps accepted TCP streams before the WebSocket upgrade.
+#[derive(Clone)]
+enum ServerWrap {
+    /// `ws://`: the upgrade runs on the TCP stream.
+    Plain,
+    /// `wss://`: a TLS handshake first.
+    #[cfg(feature = "tls")]
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
+/// Binds `addr` and starts accepting `ws://` connections on `runtime`.
 ///
 /// Returns an error only if binding fails; everything after that is reported
 /// through [`ServerEndpoint::events`] and [`ServerEndpoint::counters`].
@@ -38,6 +55,39 @@ pub fn listen(
     runtime: &IoRuntime,
     addr: SocketAddr,
     config: IoConfig,
+) -> std::io::Result<ServerEndpoint> {
+    listen_with(runtime, addr, config, ServerWrap::Plain)
+}
+
+/// Binds `addr` and starts accepting `wss://` connections on `runtime`
+/// (`tls` feature).
+///
+/// Like [`listen`], with a TLS handshake before the WebSocket upgrade. The
+/// TLS handshake and the upgrade together must finish within
+/// [`IoConfig::handshake_timeout`] (else `handshake_timeouts` is counted); a
+/// failed TLS handshake (a plain `ws://` client, an untrusting client, garbage)
+/// is counted in `handshake_failures` and ends only that connection. See
+/// [`super::tls::server_config_from_pem`] for building `tls`.
+#[cfg(feature = "tls")]
+pub fn listen_tls(
+    runtime: &IoRuntime,
+    addr: SocketAddr,
+    config: IoConfig,
+    tls: Arc<rustls::ServerConfig>,
+) -> std::io::Result<ServerEndpoint> {
+    listen_with(
+        runtime,
+        addr,
+        config,
+        ServerWrap::Tls(tokio_rustls::TlsAcceptor::from(tls)),
+    )
+}
+
+fn listen_with(
+    runtime: &IoRuntime,
+    addr: SocketAddr,
+    config: IoConfig,
+    wrap: ServerWrap,
 ) -> std::io::Result<ServerEndpoint> {
     let listener = {
         let _enter = runtime.handle().enter();
@@ -63,7 +113,7 @@ pub fn listen(
     });
     runtime
         .handle()
-        .spawn(accept_loop(listener, shared, shutdown_rx));
+        .spawn(accept_loop(listener, wrap, shared, shutdown_rx));
     Ok(ServerEndpoint {
         events,
         local_addr,
@@ -78,11 +128,47 @@ pub fn listen(
 /// on success, otherwise a lone [`IoEvent::Closed`] with
 /// [`CloseCause::Io`], [`CloseCause::HandshakeFailed`] or
 /// [`CloseCause::HandshakeTimeout`]. The connection id is always
-/// `ConnectionId(1)`. `wss://` needs the `tls` feature.
+/// `ConnectionId(1)`.
+///
+/// `wss://` URLs need the `tls` feature; they then trust the Mozilla root
+/// store (see `connect_with_tls` for other roots). Without the feature a
+/// `wss://` URL ends with `HandshakeFailed("wss:// needs the `tls` feature")`.
 ///
 /// [`IoEvent::Opened`]: super::IoEvent::Opened
 /// [`IoEvent::Closed`]: super::IoEvent::Closed
 pub fn connect(runtime: &IoRuntime, url: &str, config: IoConfig) -> ClientEndpoint {
+    connect_with(runtime, url, config, None)
+}
+
+/// Like [`connect`], but `wss://` URLs use `tls` (custom roots: a private CA
+/// or a self-signed server, see [`super::tls::client_config_from_pem`]).
+/// `ws://` URLs ignore `tls`. `tls` feature.
+///
+/// The whole TLS handshake plus WebSocket upgrade is bounded by
+/// [`IoConfig::handshake_timeout`]; a failed TLS handshake (e.g. an untrusted
+/// certificate) ends with [`CloseCause::HandshakeFailed`].
+#[cfg(feature = "tls")]
+pub fn connect_with_tls(
+    runtime: &IoRuntime,
+    url: &str,
+    config: IoConfig,
+    tls: Arc<rustls::ClientConfig>,
+) -> ClientEndpoint {
+    connect_with(runtime, url, config, Some(tls))
+}
+
+/// The client TLS config of one connection attempt (`None`: the default).
+#[cfg(feature = "tls")]
+type ClientTls = Option<Arc<rustls::ClientConfig>>;
+#[cfg(not(feature = "tls"))]
+type ClientTls = Option<std::convert::Infallible>;
+
+fn connect_with(
+    runtime: &IoRuntime,
+    url: &str,
+    config: IoConfig,
+    tls: ClientTls,
+) -> ClientEndpoint {
     let sizing = ChannelSizing::new(&config, 1);
     let (events_tx, events) = crossbeam_channel::bounded(sizing.capacity);
     let counters = Arc::new(IoCounters::default());
@@ -95,7 +181,7 @@ pub fn connect(runtime: &IoRuntime, url: &str, config: IoConfig) -> ClientEndpoi
     });
     runtime
         .handle()
-        .spawn(client_task(url.to_owned(), shared, shutdown_rx));
+        .spawn(client_task(url.to_owned(), tls, shared, shutdown_rx));
     ClientEndpoint {
         events,
         counters,
@@ -106,22 +192,50 @@ pub fn connect(runtime: &IoRuntime, url: &str, config: IoConfig) -> ClientEndpoi
 /// The client's single connection id.
 const CLIENT_ID: ConnectionId = ConnectionId(1);
 
-async fn client_task(url: String, shared: Arc<EndpointShared>, mut shutdown: watch::Receiver<()>) {
-    let attempt = tokio_tungstenite::connect_async_with_config(
-        url.as_str(),
-        Some(conn::ws_config(&shared.config)),
-        true,
-    );
+/// Whether `url` asks for TLS.
+#[cfg(not(feature = "tls"))]
+fn is_wss(url: &str) -> bool {
+    url.get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"))
+}
+
+async fn client_task(
+    url: String,
+    tls: ClientTls,
+    shared: Arc<EndpointShared>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    let ws_config = Some(conn::ws_config(&shared.config));
+    #[cfg(not(feature = "tls"))]
+    let attempt = {
+        let _ = tls;
+        if is_wss(&url) {
+            shared.counters.bump(Counter::HandshakeFailure);
+            let cause = CloseCause::HandshakeFailed(WSS_NEEDS_TLS.to_owned());
+            debug!(%url, ?cause, "websocket connect failed");
+            conn::deliver_failed(&shared, CLIENT_ID, cause, &shutdown).await;
+            return;
+        }
+        tokio_tungstenite::connect_async_with_config(url.as_str(), ws_config, true)
+    };
+    #[cfg(feature = "tls")]
+    let attempt = {
+        // `ws://` URLs ignore the connector.
+        let tls = tls.unwrap_or_else(super::tls::webpki_roots_client_config);
+        tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            ws_config,
+            true,
+            Some(tokio_tungstenite::Connector::Rustls(tls)),
+        )
+    };
     let result = tokio::select! {
         _ = shutdown.changed() => return,
         r = tokio::time::timeout(shared.config.handshake_timeout, attempt) => r,
     };
     let failure = match result {
         Ok(Ok((ws, _response))) => {
-            let remote = match ws.get_ref() {
-                MaybeTlsStream::Plain(tcp) => tcp.peer_addr().ok(),
-                _ => None,
-            };
+            let remote = ws.get_ref().get_ref().peer_addr().ok();
             conn::run_connection(ws, CLIENT_ID, remote, shared, shutdown).await;
             return;
         }
@@ -131,6 +245,13 @@ async fn client_task(url: String, shared: Arc<EndpointShared>, mut shutdown: wat
         }
         Ok(Err(WsError::Io(e))) => {
             shared.counters.bump(Counter::HandshakeFailure);
+            #[cfg(feature = "tls")]
+            if let Some(tls_failure) = super::tls::tls_failure(&e) {
+                CloseCause::HandshakeFailed(tls_failure)
+            } else {
+                CloseCause::Io(e.to_string())
+            }
+            #[cfg(not(feature = "tls"))]
             CloseCause::Io(e.to_string())
         }
         Ok(Err(e)) => {
@@ -201,6 +322,7 @@ impl Drop for Slot {
 
 async fn accept_loop(
     listener: TcpListener,
+    wrap: ServerWrap,
     shared: Arc<EndpointShared>,
     mut shutdown: watch::Receiver<()>,
 ) {
@@ -229,6 +351,7 @@ async fn accept_loop(
         next_id += 1;
         tokio::spawn(serve_connection(
             stream,
+            wrap.clone(),
             peer,
             id,
             slot,
@@ -256,13 +379,54 @@ fn origin_allowed(allowed: Option<&[String]>, request: &Request) -> bool {
 
 async fn serve_connection(
     stream: TcpStream,
+    wrap: ServerWrap,
     peer: SocketAddr,
     id: ConnectionId,
     slot: Slot,
     shared: Arc<EndpointShared>,
-    mut shutdown: watch::Receiver<()>,
+    shutdown: watch::Receiver<()>,
 ) {
     let _slot = slot;
+    // One budget for the TLS handshake (if any) and the WebSocket upgrade.
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    match wrap {
+        ServerWrap::Plain => upgrade_and_run(stream, deadline, peer, id, shared, shutdown).await,
+        #[cfg(feature = "tls")]
+        ServerWrap::Tls(acceptor) => {
+            let mut shutdown = shutdown;
+            let result = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => r,
+            };
+            let stream = match result {
+                Ok(Ok(stream)) => stream,
+                Err(_elapsed) => {
+                    shared.counters.bump(Counter::HandshakeTimeout);
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    shared.counters.bump(Counter::HandshakeFailure);
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            upgrade_and_run(stream, deadline, peer, id, shared, shutdown).await;
+        }
+    }
+}
+
+/// The WebSocket upgrade (finishing by `deadline`), then the connection.
+async fn upgrade_and_run<S>(
+    stream: S,
+    deadline: Instant,
+    peer: SocketAddr,
+    id: ConnectionId,
+    shared: Arc<EndpointShared>,
+    mut shutdown: watch::Receiver<()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let allowed = shared.config.allowed_origins.clone();
     let counters = Arc::clone(&shared.counters);
     // The signature is tungstenite's `Callback`; the large `Err` is theirs.
@@ -284,7 +448,7 @@ async fn serve_connection(
     );
     let result = tokio::select! {
         _ = shutdown.changed() => return,
-        r = tokio::time::timeout(shared.config.handshake_timeout, handshake) => r,
+        r = tokio::time::timeout_at(deadline, handshake) => r,
     };
     let ws = match result {
         Ok(Ok(ws)) => ws,
