@@ -429,8 +429,7 @@ fn start_connect(world: &mut World, client: &mut MokoshClient, target: ConnectTa
         }
         #[cfg(feature = "tls")]
         ConnectTarget::WebSocketTls { url, tls } => {
-            let runtime = world.resource::<MokoshRuntime>();
-            io::websocket::connect_with_tls(&runtime.0, &url, client.config.io.clone(), tls)
+            io::websocket::connect_with_tls(&client.runtime, &url, client.config.io.clone(), tls)
         }
         ConnectTarget::Memory(listener) => listener.connect(),
     };

@@ -493,7 +493,7 @@ fn start_server(
         }
         #[cfg(feature = "tls")]
         ServerTransport::WebSocketTls { addr, tls } => {
-            match io::websocket::listen_tls(&runtime.0, addr, server.config.io.clone(), tls) {
+            match io::websocket::listen_tls(&server.runtime, addr, server.config.io.clone(), tls) {
                 Ok(endpoint) => endpoint,
                 Err(error) => panic!("cannot listen on {addr}: {error}"),
             }
