@@ -240,7 +240,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Drop for MokoshClient {
     /// A clean exit: a live session says goodbye (`Requested`), and the
-    /// transport gets a moment (at most [`GOODBYE_TIMEOUT`]) to send it.
+    /// transport gets a moment (at most half a second) to send it.
     fn drop(&mut self) {
         if let (Some(mut session), Some(link)) = (self.session.take(), self.link.take()) {
             session.disconnect(DisconnectReason::Requested, "client shut down");
