@@ -70,6 +70,7 @@ pub mod schema;
 pub mod session;
 pub mod testing;
 pub mod varint;
+mod wire_id;
 
 #[cfg(test)]
 mod golden;

@@ -68,47 +68,13 @@ pub enum CodecId {
 impl CodecId {
     /// Every codec, in the order Mokosh prefers them.
     pub const ALL: [CodecId; 3] = [CodecId::Postcard, CodecId::Raw, CodecId::Json];
-
-    /// The wire value of this id.
-    #[must_use]
-    pub const fn as_u8(self) -> u8 {
-        self as u8
-    }
-
-    /// The lower-case name used in logs and documentation.
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            CodecId::Json => "json",
-            CodecId::Postcard => "postcard",
-            CodecId::Raw => "raw",
-        }
-    }
 }
 
-impl TryFrom<u8> for CodecId {
-    type Error = CodecError;
-
-    fn try_from(value: u8) -> Result<Self, Self::Error> {
-        match value {
-            1 => Ok(CodecId::Json),
-            2 => Ok(CodecId::Postcard),
-            3 => Ok(CodecId::Raw),
-            id => Err(CodecError::UnknownCodecId { id }),
-        }
-    }
-}
-
-impl From<CodecId> for u8 {
-    fn from(id: CodecId) -> Self {
-        id.as_u8()
-    }
-}
-
-impl fmt::Display for CodecId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+crate::protocol::wire_id::wire_id! {
+    CodecId, CodecError::UnknownCodecId,
+    Json = 1 => "json",
+    Postcard = 2 => "postcard",
+    Raw = 3 => "raw",
 }
 
 /// Picks the codec for a connection.

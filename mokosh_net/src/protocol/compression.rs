@@ -85,47 +85,13 @@ impl CompressionId {
     /// Every algorithm, in the order Mokosh prefers them.
     pub const ALL: [CompressionId; 3] =
         [CompressionId::Zstd, CompressionId::Lz4, CompressionId::None];
-
-    /// The wire value of this id.
-    #[must_use]
-    pub const fn as_u8(self) -> u8 {
-        self as u8
-    }
-
-    /// The lower-case name used in logs and documentation.
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            CompressionId::None => "none",
-            CompressionId::Zstd => "zstd",
-            CompressionId::Lz4 => "lz4",
-        }
-    }
 }
 
-impl TryFrom<u8> for CompressionId {
-    type Error = CompressionError;
-
-    fn try_from(value: u8) -> Result<Self, Self::Error> {
-        match value {
-            0 => Ok(CompressionId::None),
-            1 => Ok(CompressionId::Zstd),
-            2 => Ok(CompressionId::Lz4),
-            id => Err(CompressionError::UnknownCompressionId { id }),
-        }
-    }
-}
-
-impl From<CompressionId> for u8 {
-    fn from(id: CompressionId) -> Self {
-        id.as_u8()
-    }
-}
-
-impl fmt::Display for CompressionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+crate::protocol::wire_id::wire_id! {
+    CompressionId, CompressionError::UnknownCompressionId,
+    None = 0 => "none",
+    Zstd = 1 => "zstd",
+    Lz4 = 2 => "lz4",
 }
 
 /// Picks the compression algorithm for a connection.
