@@ -86,6 +86,7 @@ pub use registry::{MessageInfo, MessageRegistry, RegistryError};
 pub use replay::ReplayMode;
 pub use schema::Schema;
 pub use session::{
-    ClientConfig, ClientSecurity, Initiator, PacketError, ReceivedMessage, RttEstimate, SendError,
-    ServerConfig, ServerSecurity, Session, SessionConfig, SessionEvent, SessionState, SessionStats,
+    ClientConfig, ClientSecurity, Initiator, OpenedPacket, PacketError, ReceivedMessage,
+    RttEstimate, SendError, ServerConfig, ServerSecurity, Session, SessionConfig, SessionEvent,
+    SessionState, SessionStats,
 };

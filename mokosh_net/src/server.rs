@@ -9,7 +9,9 @@
 //!
 //! | set | schedule | what it does |
 //! |-----|----------|--------------|
-//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; opens, authenticates (replay check, rate limit) and decrypts packets via each session; runs authentication; emits [`ClientConnected`] / [`ClientDisconnected`] |
+//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`]); runs the handshake and authentication; emits [`ClientConnected`] / [`ClientDisconnected`] |
+//! | [`MokoshServerSystems::RateLimit`] | `FixedPreUpdate` | charges each packet to its client's message and byte budgets ([`Session::admit`]); drops the excess, disconnects persistent offenders |
+//! | [`MokoshServerSystems::Deliver`] | `FixedPreUpdate` | keepalive, disconnect notices, application messages ([`Session::deliver`]) |
 //! | [`MokoshServerSystems::Dispatch`] | `FixedPreUpdate` | decodes messages into typed [`FromClient<M>`] |
 //! | (your game) | `FixedUpdate` | reads `FromClient<M>`, writes [`ToClients<M>`] |
 //! | [`MokoshServerSystems::Send`] | `FixedPostUpdate` | serializes `ToClients<M>` and seals it per session |
@@ -59,11 +61,13 @@ use crate::io::{
 };
 use crate::metrics::{Metrics, MetricsServer, Rejection};
 use crate::protocol::{
-    DecodeLimits, DisconnectReason, GameMessage, Initiator, KeyPair, PacketError, ReceivedMessage,
-    RttEstimate, ServerConfig, ServerSecurity, Session, SessionConfig, SessionEvent, SessionStats,
+    DecodeLimits, DisconnectReason, GameMessage, Initiator, KeyPair, OpenedPacket, PacketError,
+    ReceivedMessage, RttEstimate, ServerConfig, ServerSecurity, Session, SessionConfig,
+    SessionEvent, SessionStats,
 };
 pub use crate::shared::{ClientId, MokoshAppExt};
-use crate::shared::{ProtocolRegistry, ensure_runtime, io_config_for, now};
+use crate::shared::{ProtocolRegistry, ensure_runtime, io_config_for, now, now_from};
+use bevy_time::{Real, Time};
 
 /// Where the server listens.
 #[derive(Debug, Clone)]
@@ -165,8 +169,14 @@ impl MokoshServerPlugin {
 /// their schedules).
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MokoshServerSystems {
-    /// `FixedPreUpdate`: IO channel → sessions → connection messages.
+    /// `FixedPreUpdate`: IO channel → authenticated, replay-checked packets
+    /// (and the handshake, authentication and connection messages).
     Receive,
+    /// `FixedPreUpdate`, after `Receive`: per-client message and byte budgets.
+    RateLimit,
+    /// `FixedPreUpdate`, after `RateLimit`: keepalive, disconnects, and
+    /// application messages for the dispatchers.
+    Deliver,
     /// `FixedPreUpdate`, after `Receive`: typed `FromClient<M>` messages.
     Dispatch,
     /// `FixedPostUpdate`: `ToClients<M>` → sealed frames in each session.
@@ -210,7 +220,13 @@ impl Plugin for MokoshServerPlugin {
             .add_message::<KickClient>();
         app.configure_sets(
             FixedPreUpdate,
-            (MokoshServerSystems::Receive, MokoshServerSystems::Dispatch).chain(),
+            (
+                MokoshServerSystems::Receive,
+                MokoshServerSystems::RateLimit,
+                MokoshServerSystems::Deliver,
+                MokoshServerSystems::Dispatch,
+            )
+                .chain(),
         );
         app.configure_sets(
             FixedPostUpdate,
@@ -220,7 +236,11 @@ impl Plugin for MokoshServerPlugin {
         app.add_systems(bevy_app::Last, shutdown_on_exit);
         app.add_systems(
             FixedPreUpdate,
-            receive_system.in_set(MokoshServerSystems::Receive),
+            (
+                receive_system.in_set(MokoshServerSystems::Receive),
+                rate_limit_system.in_set(MokoshServerSystems::RateLimit),
+                deliver_system.in_set(MokoshServerSystems::Deliver),
+            ),
         );
         app.add_systems(
             FixedPostUpdate,
@@ -337,6 +357,12 @@ pub struct ClientConnection {
 /// The connection's protocol state: keys, replay guard, rate limiter, timers.
 #[derive(Component)]
 pub struct NetSession(pub Session);
+
+/// Packets of this connection that authenticated this tick (set
+/// `Receive`), waiting for the rate limiter (`RateLimit`) and delivery
+/// (`Deliver`). Empty between ticks.
+#[derive(Component, Debug, Default)]
+pub struct AuthenticatedPackets(pub Vec<OpenedPacket>);
 
 /// Smoothed round-trip time and jitter, updated every tick.
 #[derive(Component, Debug, Clone, Copy, Default)]
@@ -613,19 +639,24 @@ fn receive_system(world: &mut World) {
                         continue;
                     };
                     server.metrics.bytes_in(frame.len() as u64);
+                    // Authenticate and replay-check; rate limiting and delivery
+                    // are the next two system sets.
                     let result = match world.get_mut::<NetSession>(entity) {
-                        Some(mut session) => session.0.handle_packet(now, &frame),
+                        Some(mut session) => session.0.open_packet(now, &frame),
                         None => continue,
                     };
                     if let Some(connection) = world.get::<ClientConnection>(entity) {
                         connection.link.frame_consumed();
                     }
-                    if let Err(error) = result {
-                        // Hostile input must not be able to flood the logs.
-                        tracing::debug!(connection = id.0, %error, "packet rejected");
-                        if let Some(rejection) = rejection_for(&error) {
-                            server.metrics.reject(rejection);
+                    match result {
+                        Ok(Some(packet)) => {
+                            if let Some(mut packets) = world.get_mut::<AuthenticatedPackets>(entity)
+                            {
+                                packets.0.push(packet);
+                            }
                         }
+                        Ok(None) => {}
+                        Err(error) => count_rejection(&server, id, &error),
                     }
                     process_session_events(world, &mut server, entity);
                 }
@@ -638,6 +669,24 @@ fn receive_system(world: &mut World) {
                         CloseCause::Oversized => server.metrics.reject(Rejection::Oversized),
                         CloseCause::ProtocolError(_) => server.metrics.reject(Rejection::Malformed),
                         _ => {}
+                    }
+                    // What arrived before the close (often the peer's own
+                    // DISCONNECT) still counts: budget and deliver it first.
+                    let pending = world
+                        .get_mut::<AuthenticatedPackets>(entity)
+                        .map(|mut packets| std::mem::take(&mut packets.0))
+                        .unwrap_or_default();
+                    for packet in pending {
+                        let Some(mut session) = world.get_mut::<NetSession>(entity) else {
+                            break;
+                        };
+                        let result = session
+                            .0
+                            .admit(now, &packet)
+                            .and_then(|()| session.0.deliver(now, packet));
+                        if let Err(error) = result {
+                            count_rejection(&server, id, &error);
+                        }
                     }
                     if let Some(mut session) = world.get_mut::<NetSession>(entity) {
                         // The transport went away under a live session.
@@ -656,6 +705,67 @@ fn receive_system(world: &mut World) {
         }
     });
     kick_requested(world);
+}
+
+/// Counts a rejected packet; logs at debug so hostile input cannot flood logs.
+fn count_rejection(server: &MokoshServer, connection: ConnectionId, error: &PacketError) {
+    tracing::debug!(connection = connection.0, %error, "packet rejected");
+    if let Some(rejection) = rejection_for(error) {
+        server.metrics.reject(rejection);
+    }
+}
+
+/// `RateLimit` set: charges every authenticated packet to its sender's
+/// message and byte budgets; packets over budget are dropped here.
+fn rate_limit_system(
+    server: Res<MokoshServer>,
+    time: Option<Res<Time<Real>>>,
+    mut connections: Query<(
+        &ClientConnection,
+        &mut NetSession,
+        &mut AuthenticatedPackets,
+    )>,
+) {
+    let now = now_from(time.as_deref());
+    for (connection, mut session, mut packets) in &mut connections {
+        packets
+            .0
+            .retain(|packet| match session.0.admit(now, packet) {
+                Ok(()) => true,
+                Err(error) => {
+                    count_rejection(&server, connection.connection, &error);
+                    false
+                }
+            });
+    }
+}
+
+/// `Deliver` set: acts on admitted packets (keepalive, disconnects) and turns
+/// application messages into inbox entries for the typed dispatchers.
+fn deliver_system(world: &mut World) {
+    let now = now(world);
+    world.resource_scope::<MokoshServer, _>(|world, mut server| {
+        let entities: Vec<(ConnectionId, Entity)> = server
+            .connections
+            .iter()
+            .map(|(id, entity)| (*id, *entity))
+            .collect();
+        for (id, entity) in entities {
+            let packets = match world.get_mut::<AuthenticatedPackets>(entity) {
+                Some(mut packets) if !packets.0.is_empty() => std::mem::take(&mut packets.0),
+                _ => continue,
+            };
+            for packet in packets {
+                let Some(mut session) = world.get_mut::<NetSession>(entity) else {
+                    break;
+                };
+                if let Err(error) = session.0.deliver(now, packet) {
+                    count_rejection(&server, id, &error);
+                }
+            }
+            process_session_events(world, &mut server, entity);
+        }
+    });
 }
 
 fn kick_requested(world: &mut World) {
@@ -701,6 +811,7 @@ fn open_connection(
                 link,
             },
             NetSession(session),
+            AuthenticatedPackets::default(),
             ConnectionRtt::default(),
             TrafficStats::default(),
         ))

@@ -122,9 +122,12 @@ impl MokoshAppExt for App {
 // Used by the plugins only (a `runtime`-only build has none).
 #[cfg(any(feature = "server", feature = "client"))]
 pub(crate) fn now(world: &World) -> Instant {
-    world
-        .get_resource::<Time<Real>>()
-        .and_then(|time| time.last_update())
+    now_from(world.get_resource::<Time<Real>>())
+}
+
+/// [`now`] for systems that take `Option<Res<Time<Real>>>`.
+pub(crate) fn now_from(time: Option<&Time<Real>>) -> Instant {
+    time.and_then(|time| time.last_update())
         .unwrap_or_else(Instant::now)
 }
 

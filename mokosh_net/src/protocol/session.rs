@@ -202,6 +202,33 @@ pub enum MessageDecodeError {
     Codec(#[from] CodecError),
 }
 
+/// A packet that authenticated and passed the replay check, waiting to be
+/// charged to the rate limiter ([`Session::admit`]) and acted on
+/// ([`Session::deliver`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedPacket {
+    header: Header,
+    wire_len: usize,
+    body: Vec<u8>,
+}
+
+impl OpenedPacket {
+    /// The packet's route.
+    pub fn route_id(&self) -> u16 {
+        self.header.route_id
+    }
+
+    /// The packet's counter (message id).
+    pub fn message_id(&self) -> u64 {
+        self.header.message_id
+    }
+
+    /// Size of the frame on the wire (what the byte budget is charged).
+    pub fn wire_len(&self) -> usize {
+        self.wire_len
+    }
+}
+
 /// Something the owner of a session should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
@@ -485,7 +512,6 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
     rtt: RttEstimate,
     stats: SessionStats,
-    scratch: Vec<u8>,
     encode_buffer: Vec<u8>,
 }
 
@@ -575,7 +601,6 @@ impl Session {
             events: VecDeque::new(),
             rtt: RttEstimate::default(),
             stats: SessionStats::default(),
-            scratch: Vec::new(),
             encode_buffer: Vec::new(),
         }
     }
@@ -673,19 +698,76 @@ impl Session {
         }
     }
 
-    /// Processes one received frame. See [`PacketError`] for what errors mean.
+    /// Processes one received frame: [`open_packet`](Self::open_packet), then
+    /// [`admit`](Self::admit), then [`deliver`](Self::deliver). See
+    /// [`PacketError`] for what errors mean.
     pub fn handle_packet(&mut self, now: Instant, frame: &[u8]) -> Result<(), PacketError> {
+        match self.open_packet(now, frame)? {
+            Some(packet) => {
+                self.admit(now, &packet)?;
+                self.deliver(now, packet)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Step 1 of receiving: decodes the envelope, checks the packet counter
+    /// against the replay guard, verifies and decrypts the packet, and only
+    /// then commits the counter and resets the idle timer. Handshake packets
+    /// are processed completely here (and return `None`).
+    pub fn open_packet(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+    ) -> Result<Option<OpenedPacket>, PacketError> {
         self.stats.packets_in += 1;
         self.stats.bytes_in += frame.len() as u64;
         let result = match &self.state {
-            State::ClientHandshake { .. } => self.handle_server_response(now, frame),
-            State::ServerAwaitHello { .. } => self.handle_client_hello(frame),
+            State::ClientHandshake { .. } => self.handle_server_response(now, frame).map(|()| None),
+            State::ServerAwaitHello { .. } => self.handle_client_hello(frame).map(|()| None),
             State::ServerAwaitAuth { .. } => Err(PacketError::Unexpected(
                 "packet before the handshake completed",
             )),
-            State::Established(_) => self.handle_established(now, frame),
+            State::Established(_) => self.open_established(now, frame).map(Some),
             State::Closed(_) => return Err(PacketError::Closed),
         };
+        self.close_if_fatal(result)
+    }
+
+    /// Step 2 of receiving: charges an opened packet to the peer's rate limits.
+    /// Over the limit the packet must be dropped (`RateLimited { fatal: false }`);
+    /// persistently over it the session closes.
+    pub fn admit(&mut self, now: Instant, packet: &OpenedPacket) -> Result<(), PacketError> {
+        let result = match &mut self.state {
+            State::Established(est) => match est.limiter.check(now, packet.wire_len) {
+                Ok(()) => Ok(()),
+                Err(RateLimitError::Dropped) => {
+                    self.stats.rate_limited += 1;
+                    Err(PacketError::RateLimited { fatal: false })
+                }
+                Err(_) => {
+                    self.stats.rate_limited += 1;
+                    Err(PacketError::RateLimited { fatal: true })
+                }
+            },
+            State::Closed(_) => return Err(PacketError::Closed),
+            _ => Err(PacketError::Unexpected("not connected")),
+        };
+        self.close_if_fatal(result)
+    }
+
+    /// Step 3 of receiving: acts on an admitted packet — answers pings,
+    /// measures pongs, handles DISCONNECT, or decompresses and emits an
+    /// application message.
+    pub fn deliver(&mut self, now: Instant, packet: OpenedPacket) -> Result<(), PacketError> {
+        if self.is_closed() {
+            return Err(PacketError::Closed);
+        }
+        let result = self.deliver_established(now, packet);
+        self.close_if_fatal(result)
+    }
+
+    fn close_if_fatal<T>(&mut self, result: Result<T, PacketError>) -> Result<T, PacketError> {
         if let Err(error) = &result
             && error.is_fatal()
             && !self.is_closed()
@@ -1190,7 +1272,11 @@ impl Session {
         }
     }
 
-    fn handle_established(&mut self, now: Instant, frame: &[u8]) -> Result<(), PacketError> {
+    fn open_established(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+    ) -> Result<OpenedPacket, PacketError> {
         let decoded = Header::decode(frame, self.config.max_message_size + TAG_LEN)?;
         let header = decoded.header;
         let State::Established(est) = &mut self.state else {
@@ -1200,34 +1286,37 @@ impl Session {
             return Err(PacketError::SecurityMismatch);
         }
         est.replay.check(header.message_id)?;
+        let mut body = Vec::new();
         match &est.opener {
             Some(opener) => opener
                 .open(
                     &frame[..decoded.header_len],
                     header.message_id,
                     decoded.body,
-                    &mut self.scratch,
+                    &mut body,
                 )
                 .map_err(|_| PacketError::DecryptFailed)?,
-            None => {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(decoded.body);
-            }
+            None => body.extend_from_slice(decoded.body),
         }
         // Authenticated: only now may state change.
         est.replay.commit(header.message_id);
         est.last_received = now;
-        match est.limiter.check(now, frame.len()) {
-            Ok(()) => {}
-            Err(RateLimitError::Dropped) => {
-                self.stats.rate_limited += 1;
-                return Err(PacketError::RateLimited { fatal: false });
-            }
-            Err(_) => {
-                self.stats.rate_limited += 1;
-                return Err(PacketError::RateLimited { fatal: true });
-            }
-        }
+        Ok(OpenedPacket {
+            header,
+            wire_len: frame.len(),
+            body,
+        })
+    }
+
+    fn deliver_established(
+        &mut self,
+        now: Instant,
+        packet: OpenedPacket,
+    ) -> Result<(), PacketError> {
+        let OpenedPacket { header, body, .. } = packet;
+        let State::Established(est) = &mut self.state else {
+            return Err(PacketError::Unexpected("not connected"));
+        };
         match header.route_id {
             ROUTE_PING | ROUTE_PONG | ROUTE_DISCONNECT => {
                 if header.codec != CodecId::Raw
@@ -1237,7 +1326,7 @@ impl Session {
                 {
                     return Err(PacketError::Unexpected("malformed control header"));
                 }
-                let message = ControlMessage::decode(header.route_id, &self.scratch)?;
+                let message = ControlMessage::decode(header.route_id, &body)?;
                 self.handle_control(now, message);
                 Ok(())
             }
@@ -1262,11 +1351,11 @@ impl Session {
                     }
                     let mut out = Vec::new();
                     est.compressor
-                        .decompress(&self.scratch, &mut out)
+                        .decompress(&body, &mut out)
                         .map_err(|e| PacketError::Decompress(e.to_string()))?;
                     out
                 } else {
-                    std::mem::take(&mut self.scratch)
+                    body
                 };
                 self.stats.messages_in += 1;
                 self.events
