@@ -126,6 +126,7 @@ pub(crate) fn now(world: &World) -> Instant {
 }
 
 /// [`now`] for systems that take `Option<Res<Time<Real>>>`.
+#[cfg(any(feature = "server", feature = "client"))]
 pub(crate) fn now_from(time: Option<&Time<Real>>) -> Instant {
     time.and_then(|time| time.last_update())
         .unwrap_or_else(Instant::now)
