@@ -44,6 +44,25 @@ pub(crate) struct EndpointShared {
     pub(crate) config: IoConfig,
 }
 
+impl EndpointShared {
+    /// The shared state of a new endpoint sized for `connections`, and the
+    /// receiving end of its event channel.
+    pub(crate) fn new(
+        config: IoConfig,
+        connections: usize,
+    ) -> (Arc<Self>, crossbeam_channel::Receiver<IoEvent>) {
+        let sizing = ChannelSizing::new(&config, connections);
+        let (events, receiver) = crossbeam_channel::bounded(sizing.capacity);
+        let shared = Arc::new(EndpointShared {
+            events,
+            counters: Arc::new(IoCounters::default()),
+            sizing,
+            config,
+        });
+        (shared, receiver)
+    }
+}
+
 /// The IO-task side of a [`ConnectionLink`].
 pub(crate) struct TaskLink {
     outbound: mpsc::Sender<Vec<u8>>,

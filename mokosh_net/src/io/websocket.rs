@@ -24,8 +24,8 @@ use tracing::debug;
 
 use super::conn::{self, EndpointShared};
 use super::{
-    ChannelSizing, ClientEndpoint, CloseCause, ConnectionId, Counter, EndpointGuard, IoConfig,
-    IoCounters, IoRuntime, ServerEndpoint,
+    ClientEndpoint, CloseCause, ConnectionId, Counter, EndpointGuard, IoConfig, IoRuntime,
+    ServerEndpoint,
 };
 
 /// Listen backlog for server sockets.
@@ -101,16 +101,10 @@ fn listen_with(
         socket.listen(BACKLOG)?
     };
     let local_addr = listener.local_addr().ok();
-    let sizing = ChannelSizing::new(&config, config.max_connections);
-    let (events_tx, events) = crossbeam_channel::bounded(sizing.capacity);
-    let counters = Arc::new(IoCounters::default());
+    let connections = config.max_connections;
+    let (shared, events) = EndpointShared::new(config, connections);
+    let counters = Arc::clone(&shared.counters);
     let (shutdown_tx, shutdown_rx) = watch::channel(());
-    let shared = Arc::new(EndpointShared {
-        events: events_tx,
-        counters: Arc::clone(&counters),
-        sizing,
-        config,
-    });
     runtime
         .handle()
         .spawn(accept_loop(listener, wrap, shared, shutdown_rx));
@@ -169,16 +163,9 @@ fn connect_with(
     config: IoConfig,
     tls: ClientTls,
 ) -> ClientEndpoint {
-    let sizing = ChannelSizing::new(&config, 1);
-    let (events_tx, events) = crossbeam_channel::bounded(sizing.capacity);
-    let counters = Arc::new(IoCounters::default());
+    let (shared, events) = EndpointShared::new(config, 1);
+    let counters = Arc::clone(&shared.counters);
     let (shutdown_tx, shutdown_rx) = watch::channel(());
-    let shared = Arc::new(EndpointShared {
-        events: events_tx,
-        counters: Arc::clone(&counters),
-        sizing,
-        config,
-    });
     runtime
         .handle()
         .spawn(client_task(url.to_owned(), tls, shared, shutdown_rx));
