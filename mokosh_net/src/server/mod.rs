@@ -1,0 +1,405 @@
+//! `MokoshServerPlugin`: a headless Bevy app becomes an authoritative server.
+//!
+//! Every connection is an entity with [`ClientConnection`], [`NetSession`]
+//! (the protocol state: keys, replay guard, rate limiter), [`ConnectionRtt`]
+//! and [`TrafficStats`]; once the authentication provider accepts it, it also
+//! gets [`AuthenticatedIdentity`] and a [`ClientId`].
+//!
+//! The systems follow the data flow, one set per arrow:
+//!
+//! | set | schedule | what it does |
+//! |-----|----------|--------------|
+//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`](crate::protocol::Session::open_packet)); runs the handshake and authentication; emits [`ClientConnected`] / [`ClientDisconnected`] |
+//! | [`MokoshServerSystems::RateLimit`] | `FixedPreUpdate` | charges each packet to its client's message and byte budgets ([`Session::admit`](crate::protocol::Session::admit)); drops the excess, disconnects persistent offenders |
+//! | [`MokoshServerSystems::Deliver`] | `FixedPreUpdate` | keepalive, disconnect notices, application messages ([`Session::deliver`](crate::protocol::Session::deliver)) |
+//! | [`MokoshServerSystems::Dispatch`] | `FixedPreUpdate` | decodes messages into typed [`FromClient<M>`] |
+//! | (your game) | `FixedUpdate` | reads `FromClient<M>`, writes [`ToClients<M>`] |
+//! | [`MokoshServerSystems::Send`] | `FixedPostUpdate` | serializes `ToClients<M>` and seals it per session |
+//! | [`MokoshServerSystems::Flush`] | `FixedPostUpdate` | keepalive and timeouts; hands frames to the IO layer; drops slow consumers (the same flush also runs at the end of `FixedPreUpdate`, so handshake answers and pongs leave in the tick that caused them) |
+//!
+//! ```no_run
+//! use bevy_app::{App, ScheduleRunnerPlugin};
+//! use mokosh_net::prelude::*;
+//! use mokosh_net::server::{FromClient, MokoshServerPlugin, ServerPluginConfig, SendTarget, ToClients};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize, GameMessage)]
+//! #[route_id = 100]
+//! struct Chat { text: String }
+//!
+//! fn echo(mut inbox: bevy_ecs::prelude::MessageReader<FromClient<Chat>>, mut outbox: bevy_ecs::prelude::MessageWriter<ToClients<Chat>>) {
+//!     for chat in inbox.read() {
+//!         outbox.write(ToClients::new(SendTarget::All, chat.message.clone()));
+//!     }
+//! }
+//!
+//! let keypair = KeyPair::generate().unwrap();
+//! App::new()
+//!     .add_plugins(ScheduleRunnerPlugin::run_loop(std::time::Duration::from_millis(5)))
+//!     .add_plugins(MokoshServerPlugin::new(ServerPluginConfig::websocket(
+//!         "127.0.0.1:8080".parse().unwrap(),
+//!         keypair,
+//!     )))
+//!     .add_game_message::<Chat>()
+//!     .add_systems(bevy_app::FixedUpdate, echo)
+//!     .run();
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bevy_app::{App, FixedPostUpdate, FixedPreUpdate, Plugin, Startup};
+use bevy_ecs::prelude::*;
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::auth::AuthProvider;
+use crate::io::{self, ConnectionId, IoEvent, ServerEndpoint};
+use crate::metrics::{Metrics, MetricsServer};
+use crate::protocol::{DisconnectReason, ServerConfig, ServerSecurity};
+pub use crate::shared::{ClientId, MokoshAppExt};
+use crate::shared::{ProtocolRegistry, ensure_runtime};
+use lifecycle::{AuthOutcome, process_session_events};
+use messages::ServerInbox;
+use receive::{deliver_system, rate_limit_system, receive_system};
+use send::flush_system;
+
+mod components;
+mod config;
+mod lifecycle;
+mod messages;
+mod receive;
+mod send;
+
+pub use components::*;
+pub use config::*;
+pub use messages::*;
+pub use receive::rejection_for;
+
+/// Adds the server: IO listener, sessions, authentication, typed messages,
+/// metrics. See the module docs for the system sets.
+pub struct MokoshServerPlugin {
+    config: ServerPluginConfig,
+}
+
+impl MokoshServerPlugin {
+    /// A plugin with `config`.
+    pub fn new(config: ServerPluginConfig) -> Self {
+        MokoshServerPlugin { config }
+    }
+}
+
+/// The server's system sets, in data-flow order (see the module docs for
+/// their schedules).
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MokoshServerSystems {
+    /// `FixedPreUpdate`: IO channel → authenticated, replay-checked packets
+    /// (and the handshake, authentication and connection messages).
+    Receive,
+    /// `FixedPreUpdate`, after `Receive`: per-client message and byte budgets.
+    RateLimit,
+    /// `FixedPreUpdate`, after `RateLimit`: keepalive, disconnects, and
+    /// application messages for the dispatchers.
+    Deliver,
+    /// `FixedPreUpdate`, after `Receive`: typed `FromClient<M>` messages.
+    Dispatch,
+    /// `FixedPostUpdate`: `ToClients<M>` → sealed frames in each session.
+    Send,
+    /// `FixedPostUpdate`, after `Send`: timers, frames → IO layer.
+    Flush,
+}
+
+impl Plugin for MokoshServerPlugin {
+    fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<bevy_time::TimePlugin>() {
+            app.add_plugins(bevy_time::TimePlugin);
+        }
+        let runtime = ensure_runtime(app, self.config.worker_threads);
+        app.init_resource::<ProtocolRegistry>();
+        let (auth_sender, auth_results) = crossbeam_channel::unbounded();
+        let auth = self
+            .config
+            .auth
+            .clone()
+            .unwrap_or_else(crate::auth::default_provider);
+        app.insert_resource(MokoshServer {
+            config: self.config.clone(),
+            auth,
+            endpoint: None,
+            protocol: None,
+            connections: HashMap::new(),
+            closing: HashSet::new(),
+            clients: HashMap::new(),
+            next_client_id: 1,
+            auth_sender,
+            auth_results,
+            metrics: Arc::new(Metrics::default()),
+            metrics_server: None,
+            runtime,
+        });
+        app.init_resource::<ServerInbox>();
+        app.add_message::<ClientConnected>()
+            .add_message::<ClientDisconnected>()
+            .add_message::<ConnectionRejected>()
+            .add_message::<KickClient>();
+        app.configure_sets(
+            FixedPreUpdate,
+            (
+                MokoshServerSystems::Receive,
+                MokoshServerSystems::RateLimit,
+                MokoshServerSystems::Deliver,
+                MokoshServerSystems::Dispatch,
+            )
+                .chain(),
+        );
+        app.configure_sets(
+            FixedPostUpdate,
+            (MokoshServerSystems::Send, MokoshServerSystems::Flush).chain(),
+        );
+        app.add_systems(Startup, start_server);
+        app.add_systems(bevy_app::Last, shutdown_on_exit);
+        app.add_systems(
+            FixedPreUpdate,
+            (
+                receive_system.in_set(MokoshServerSystems::Receive),
+                rate_limit_system.in_set(MokoshServerSystems::RateLimit),
+                deliver_system.in_set(MokoshServerSystems::Deliver),
+            ),
+        );
+        app.add_systems(
+            FixedPostUpdate,
+            flush_system.in_set(MokoshServerSystems::Flush),
+        );
+        // Handshake answers and pongs leave in the tick that caused them.
+        app.add_systems(
+            FixedPreUpdate,
+            flush_system.after(MokoshServerSystems::Dispatch),
+        );
+        // Message systems are added by `add_game_message`, which needs the plugin
+        // to be there first.
+        let registered: Vec<u16> = app
+            .world()
+            .resource::<ProtocolRegistry>()
+            .registry()
+            .iter()
+            .map(|info| info.route_id)
+            .collect();
+        assert!(
+            registered.is_empty(),
+            "add MokoshServerPlugin before calling add_game_message (routes {registered:?} were registered first)"
+        );
+    }
+}
+
+/// The server's state, shared by its systems. Read it for the listening
+/// address, metrics and connection counts.
+#[derive(Resource)]
+pub struct MokoshServer {
+    config: ServerPluginConfig,
+    auth: Arc<dyn AuthProvider>,
+    endpoint: Option<ServerEndpoint>,
+    protocol: Option<Arc<ServerConfig>>,
+    connections: HashMap<ConnectionId, Entity>,
+    /// Connections we closed whose transport has not reported `Closed` yet.
+    closing: HashSet<ConnectionId>,
+    clients: HashMap<ClientId, Entity>,
+    next_client_id: u64,
+    auth_sender: Sender<AuthOutcome>,
+    auth_results: Receiver<AuthOutcome>,
+    metrics: Arc<Metrics>,
+    metrics_server: Option<MetricsServer>,
+    /// Keeps the IO runtime alive until this resource is gone (declared last:
+    /// dropped after the endpoint).
+    runtime: Arc<crate::io::IoRuntime>,
+}
+
+impl MokoshServer {
+    /// The bound address (WebSocket transport, after start-up).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.as_ref().and_then(ServerEndpoint::local_addr)
+    }
+
+    /// `ws://ADDR` for the bound WebSocket address (after start-up).
+    pub fn url(&self) -> Option<String> {
+        self.local_addr().map(|addr| format!("ws://{addr}"))
+    }
+
+    /// The metrics endpoint's address, if it is serving.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The IO layer's counters (accepts, refusals, frames, bytes).
+    pub fn io_counters(&self) -> Option<crate::io::IoCountersSnapshot> {
+        self.endpoint.as_ref().map(|e| e.counters().snapshot())
+    }
+
+    /// Connections (handshaking or connected).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Authenticated, connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The entity of a connected client.
+    pub fn client_entity(&self, client: ClientId) -> Option<Entity> {
+        self.clients.get(&client).copied()
+    }
+
+    /// The server's public key (clients pin it), unless it runs in plaintext.
+    pub fn public_key(&self) -> Option<crate::protocol::PublicKey> {
+        match &self.config.security {
+            ServerSecurity::Noise(keypair) => Some(keypair.public()),
+            ServerSecurity::Plaintext => None,
+        }
+    }
+}
+
+fn start_server(
+    mut server: ResMut<MokoshServer>,
+    mut protocol: ResMut<ProtocolRegistry>,
+    mut commands: Commands,
+) {
+    let registry = protocol.frozen();
+    server.protocol = Some(Arc::new(ServerConfig {
+        security: server.config.security.clone(),
+        registry,
+        session: server.config.session.clone(),
+    }));
+    let endpoint = match server.config.transport.clone() {
+        ServerTransport::WebSocket(addr) => {
+            match io::websocket::listen(&server.runtime, addr, server.config.io.clone()) {
+                Ok(endpoint) => endpoint,
+                Err(error) => panic!("cannot listen on {addr}: {error}"),
+            }
+        }
+        #[cfg(feature = "tls")]
+        ServerTransport::WebSocketTls { addr, tls } => {
+            match io::websocket::listen_tls(&server.runtime, addr, server.config.io.clone(), tls) {
+                Ok(endpoint) => endpoint,
+                Err(error) => panic!("cannot listen on {addr}: {error}"),
+            }
+        }
+        ServerTransport::Memory => {
+            let (listener, endpoint) = io::memory::listen(server.config.io.clone());
+            commands.insert_resource(MemoryListenerHandle(listener));
+            endpoint
+        }
+    };
+    if let Some(addr) = endpoint.local_addr() {
+        tracing::info!(%addr, "mokosh server listening");
+    }
+    let io_counters = endpoint.counters().clone();
+    server.endpoint = Some(endpoint);
+    if let Some(addr) = server.config.metrics_addr {
+        let metrics = server.metrics.clone();
+        let render = Arc::new(move || render_metrics(&metrics, &io_counters));
+        match crate::metrics::serve_metrics(server.runtime.handle(), addr, render) {
+            Ok(metrics_server) => {
+                tracing::info!(addr = %metrics_server.local_addr(), "metrics served at /metrics");
+                server.metrics_server = Some(metrics_server);
+            }
+            Err(error) => panic!("cannot serve metrics on {addr}: {error}"),
+        }
+    }
+}
+
+/// Prometheus text for the server's counters plus the IO layer's.
+pub fn render_metrics(metrics: &Metrics, io: &crate::io::IoCounters) -> String {
+    let io = io.snapshot();
+    metrics.render_prometheus(&[
+        (
+            "mokosh_io_connections_refused_total_cap_total",
+            "Connections refused because the server was full.",
+            io.connections_refused_total_cap,
+        ),
+        (
+            "mokosh_io_connections_refused_ip_cap_total",
+            "Connections refused by the per-IP cap.",
+            io.connections_refused_ip_cap,
+        ),
+        (
+            "mokosh_io_connections_refused_origin_total",
+            "WebSocket upgrades refused by the Origin allow-list.",
+            io.connections_refused_origin,
+        ),
+        (
+            "mokosh_io_handshake_timeouts_total",
+            "Connections that did not finish the WebSocket upgrade in time.",
+            io.handshake_timeouts,
+        ),
+        (
+            "mokosh_io_handshake_failures_total",
+            "Failed WebSocket upgrades.",
+            io.handshake_failures,
+        ),
+        (
+            "mokosh_io_oversized_frames_total",
+            "Connections closed for an oversized frame.",
+            io.oversized_frames,
+        ),
+        (
+            "mokosh_io_protocol_errors_total",
+            "Connections closed for WebSocket protocol errors (text frames, bad framing).",
+            io.protocol_errors,
+        ),
+        (
+            "mokosh_io_slow_consumers_total",
+            "Frames refused because a connection's outbound queue was full.",
+            io.slow_consumers,
+        ),
+    ])
+}
+
+/// When the app is exiting, tells every client (`ServerShutdown`) and closes
+/// the connections; dropping [`MokoshServer`] then waits briefly for the
+/// transports to send those last frames.
+fn shutdown_on_exit(world: &mut World) {
+    let exiting = world
+        .get_resource::<Messages<bevy_app::AppExit>>()
+        .is_some_and(|exits| !exits.is_empty());
+    if !exiting {
+        return;
+    }
+    world.resource_scope::<MokoshServer, _>(|world, mut server| {
+        let entities: Vec<Entity> = server.connections.values().copied().collect();
+        for entity in entities {
+            if let Some(mut session) = world.get_mut::<NetSession>(entity) {
+                session
+                    .0
+                    .disconnect(DisconnectReason::ServerShutdown, "server shutting down");
+            }
+            process_session_events(world, &mut server, entity);
+        }
+    });
+}
+
+/// How long dropping the server waits for closing connections to flush.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Drop for MokoshServer {
+    fn drop(&mut self) {
+        let Some(endpoint) = &self.endpoint else {
+            return;
+        };
+        let deadline = Instant::now() + GOODBYE_TIMEOUT;
+        while !self.closing.is_empty() {
+            match endpoint.events().recv_deadline(deadline) {
+                Ok(IoEvent::Closed { id, .. }) => {
+                    self.closing.remove(&id);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+}

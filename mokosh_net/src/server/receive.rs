@@ -1,0 +1,191 @@
+//! Receive, rate-limit and deliver: the `FixedPreUpdate` half of the data flow.
+
+use bevy_ecs::prelude::*;
+
+use super::MokoshServer;
+use super::components::{AuthenticatedPackets, ClientConnection, NetSession};
+use super::lifecycle::{
+    AuthOutcome, apply_auth, kick_requested, open_connection, process_session_events,
+};
+use crate::io::{CloseCause, ConnectionId, IoEvent};
+use crate::metrics::Rejection;
+use crate::protocol::{DisconnectReason, PacketError};
+use crate::shared::{now, now_from};
+use bevy_time::{Real, Time};
+
+/// Which rejection counter a packet error bumps.
+pub fn rejection_for(error: &PacketError) -> Option<Rejection> {
+    use crate::protocol::EnvelopeError;
+    Some(match error {
+        PacketError::Malformed(
+            EnvelopeError::FrameTooLarge { .. } | EnvelopeError::PayloadTooLarge { .. },
+        ) => Rejection::Oversized,
+        PacketError::Malformed(_) | PacketError::MalformedBody(_) | PacketError::Decompress(_) => {
+            Rejection::Malformed
+        }
+        PacketError::Handshake(_) => Rejection::HandshakeFailed,
+        PacketError::DecryptFailed => Rejection::DecryptFailed,
+        PacketError::Replay(_) => Rejection::Replay,
+        PacketError::RateLimited { .. } => Rejection::RateLimited,
+        PacketError::SecurityMismatch => Rejection::SecurityMismatch,
+        PacketError::SchemaMismatch(_) => Rejection::SchemaMismatch,
+        PacketError::Refused(DisconnectReason::SchemaMismatch) => Rejection::SchemaMismatch,
+        PacketError::Refused(_) | PacketError::UnknownRoute(_) | PacketError::Unexpected(_) => {
+            Rejection::ProtocolViolation
+        }
+        PacketError::Closed => return None,
+    })
+}
+
+pub(super) fn receive_system(world: &mut World) {
+    let now = now(world);
+    world.resource_scope::<MokoshServer, _>(|world, mut server| {
+        let events: Vec<IoEvent> = match &server.endpoint {
+            Some(endpoint) => endpoint.events().try_iter().collect(),
+            None => return,
+        };
+        for event in events {
+            let _span =
+                tracing::debug_span!("mokosh_connection", connection = event.connection().0)
+                    .entered();
+            match event {
+                IoEvent::Opened { id, remote, link } => {
+                    open_connection(world, &mut server, now, id, remote, link);
+                }
+                IoEvent::Frame { id, frame } => {
+                    let Some(&entity) = server.connections.get(&id) else {
+                        continue;
+                    };
+                    server.metrics.bytes_in(frame.len() as u64);
+                    // Authenticate and replay-check; rate limiting and delivery
+                    // are the next two system sets.
+                    let result = match world.get_mut::<NetSession>(entity) {
+                        Some(mut session) => session.0.open_packet(now, &frame),
+                        None => continue,
+                    };
+                    if let Some(connection) = world.get::<ClientConnection>(entity) {
+                        connection.link.frame_consumed();
+                    }
+                    match result {
+                        Ok(Some(packet)) => {
+                            if let Some(mut packets) = world.get_mut::<AuthenticatedPackets>(entity)
+                            {
+                                packets.0.push(packet);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(error) => count_rejection(&server, id, &error),
+                    }
+                    process_session_events(world, &mut server, entity);
+                }
+                IoEvent::Closed { id, cause } => {
+                    server.closing.remove(&id);
+                    let Some(&entity) = server.connections.get(&id) else {
+                        continue;
+                    };
+                    match cause {
+                        CloseCause::Oversized => server.metrics.reject(Rejection::Oversized),
+                        CloseCause::ProtocolError(_) => server.metrics.reject(Rejection::Malformed),
+                        _ => {}
+                    }
+                    // What arrived before the close (often the peer's own
+                    // DISCONNECT) still counts: budget and deliver it first.
+                    let pending = world
+                        .get_mut::<AuthenticatedPackets>(entity)
+                        .map(|mut packets| std::mem::take(&mut packets.0))
+                        .unwrap_or_default();
+                    for packet in pending {
+                        let Some(mut session) = world.get_mut::<NetSession>(entity) else {
+                            break;
+                        };
+                        let result = session
+                            .0
+                            .admit(now, &packet)
+                            .and_then(|()| session.0.deliver(now, packet));
+                        if let Err(error) = result {
+                            count_rejection(&server, id, &error);
+                        }
+                    }
+                    if let Some(mut session) = world.get_mut::<NetSession>(entity) {
+                        // The transport went away under a live session.
+                        session.0.disconnect(
+                            DisconnectReason::ConnectionLost,
+                            format!("transport closed: {cause:?}"),
+                        );
+                    }
+                    process_session_events(world, &mut server, entity);
+                }
+            }
+        }
+        let outcomes: Vec<AuthOutcome> = server.auth_results.try_iter().collect();
+        for outcome in outcomes {
+            apply_auth(world, &mut server, now, outcome);
+        }
+    });
+    kick_requested(world);
+}
+
+/// Counts a rejected packet; logs at debug so hostile input cannot flood logs.
+pub(super) fn count_rejection(
+    server: &MokoshServer,
+    connection: ConnectionId,
+    error: &PacketError,
+) {
+    tracing::debug!(connection = connection.0, %error, "packet rejected");
+    if let Some(rejection) = rejection_for(error) {
+        server.metrics.reject(rejection);
+    }
+}
+
+/// `RateLimit` set: charges every authenticated packet to its sender's
+/// message and byte budgets; packets over budget are dropped here.
+pub(super) fn rate_limit_system(
+    server: Res<MokoshServer>,
+    time: Option<Res<Time<Real>>>,
+    mut connections: Query<(
+        &ClientConnection,
+        &mut NetSession,
+        &mut AuthenticatedPackets,
+    )>,
+) {
+    let now = now_from(time.as_deref());
+    for (connection, mut session, mut packets) in &mut connections {
+        packets
+            .0
+            .retain(|packet| match session.0.admit(now, packet) {
+                Ok(()) => true,
+                Err(error) => {
+                    count_rejection(&server, connection.connection, &error);
+                    false
+                }
+            });
+    }
+}
+
+/// `Deliver` set: acts on admitted packets (keepalive, disconnects) and turns
+/// application messages into inbox entries for the typed dispatchers.
+pub(super) fn deliver_system(world: &mut World) {
+    let now = now(world);
+    world.resource_scope::<MokoshServer, _>(|world, mut server| {
+        let entities: Vec<(ConnectionId, Entity)> = server
+            .connections
+            .iter()
+            .map(|(id, entity)| (*id, *entity))
+            .collect();
+        for (id, entity) in entities {
+            let packets = match world.get_mut::<AuthenticatedPackets>(entity) {
+                Some(mut packets) if !packets.0.is_empty() => std::mem::take(&mut packets.0),
+                _ => continue,
+            };
+            for packet in packets {
+                let Some(mut session) = world.get_mut::<NetSession>(entity) else {
+                    break;
+                };
+                if let Err(error) = session.0.deliver(now, packet) {
+                    count_rejection(&server, id, &error);
+                }
+            }
+            process_session_events(world, &mut server, entity);
+        }
+    });
+}
