@@ -80,7 +80,7 @@ pub use compression::{CompressionConfig, CompressionError, CompressionId};
 pub use control::DisconnectReason;
 pub use crypto::{CryptoError, KeyPair, PublicKey};
 pub use envelope::{EnvelopeError, Header, PROTOCOL_VERSION};
-pub use message::{GameMessage, RouteId};
+pub use message::{Direction, GameMessage, RouteId};
 pub use rate_limit::RateLimitConfig;
 pub use registry::{MessageInfo, MessageRegistry, RegistryError};
 pub use replay::ReplayMode;

@@ -550,3 +550,105 @@ fn measure_zstd_levels() {
         }
     }
 }
+
+#[test]
+fn ids() {
+    for id in CompressionId::ALL {
+        assert_eq!(CompressionId::try_from(id.as_u8()).unwrap(), id);
+    }
+    assert!(matches!(
+        CompressionId::try_from(3),
+        Err(CompressionError::UnknownCompressionId { id: 3 })
+    ));
+    assert_eq!(CompressionId::Lz4.to_string(), "lz4");
+}
+
+#[test]
+fn zstd_frame_declares_content_size() {
+    let mut c = compressor(CompressionId::Zstd);
+    for len in [128, 200, 300, 70_000] {
+        let out = compress(&mut c, &compressible(len));
+        assert_eq!(
+            zstd_safe::get_frame_content_size(&out).unwrap(),
+            Some(len as u64)
+        );
+        assert_eq!(
+            zstd_safe::find_frame_compressed_size(&out).unwrap(),
+            out.len()
+        );
+    }
+}
+
+#[test]
+fn appends_after_existing_bytes() {
+    for algo in ALGOS {
+        let mut c = compressor(algo);
+        let input = compressible(1000);
+        let mut out = b"head".to_vec();
+        assert!(c.compress(&input, &mut out).unwrap());
+        assert_eq!(&out[..4], b"head");
+        let mut plain = b"xyz".to_vec();
+        c.decompress(&out[4..], &mut plain).unwrap();
+        assert_eq!(&plain[..3], b"xyz");
+        assert_eq!(&plain[3..], &input[..]);
+    }
+}
+
+#[test]
+fn invalid_level_rejected() {
+    let config = CompressionConfig {
+        zstd_level: 1000,
+        ..CompressionConfig::default()
+    };
+    assert!(matches!(
+        Compressor::new(CompressionId::Zstd, config),
+        Err(CompressionError::InvalidLevel { level: 1000, .. })
+    ));
+    // Irrelevant for other algorithms.
+    assert!(Compressor::new(CompressionId::Lz4, config).is_ok());
+}
+
+#[test]
+fn none_never_compresses_and_refuses_flagged_payloads() {
+    let mut c = compressor(CompressionId::None);
+    let mut out = Vec::new();
+    assert!(!c.compress(&compressible(10_000), &mut out).unwrap());
+    assert!(out.is_empty());
+    assert!(matches!(
+        c.decompress(b"anything", &mut out),
+        Err(CompressionError::NotNegotiated)
+    ));
+    assert!(matches!(
+        c.declared_size(b"anything"),
+        Err(CompressionError::NotNegotiated)
+    ));
+}
+
+/// The declared size is read without decompressing, equals what
+/// decompression produces, and is bounded like decompression is.
+#[test]
+fn declared_size_is_the_decompressed_size_and_is_bounded() {
+    for algo in ALGOS {
+        let mut c = compressor(algo);
+        for len in [128, 5_000, 65_536] {
+            let packed = compress(&mut c, &compressible(len));
+            assert_eq!(c.declared_size(&packed).unwrap(), len, "{algo}");
+        }
+        let packed = compress(&mut c, &compressible(10_000));
+        let small = compressor_with_max(algo, 1_000);
+        assert!(matches!(
+            small.declared_size(&packed),
+            Err(CompressionError::TooLarge { .. })
+        ));
+        assert!(c.declared_size(&packed[..2]).is_err());
+    }
+    // A 30-odd-byte zstd frame that declares 64 KiB.
+    let bomb = rle_frame(65_536, true);
+    assert!(bomb.len() < 40);
+    assert_eq!(
+        compressor(CompressionId::Zstd)
+            .declared_size(&bomb)
+            .unwrap(),
+        65_536
+    );
+}

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use mokosh_derive::GameMessage;
-use mokosh_net::protocol::message::{GameMessage, RouteId};
+use mokosh_net::protocol::message::{Direction, GameMessage, RouteId};
 use mokosh_net::protocol::registry::{MessageInfo, MessageRegistry, RegistryError};
 use mokosh_net::protocol::schema::{Schema, SchemaHasher};
 use serde::{Deserialize, Serialize};
@@ -268,6 +268,7 @@ fn protocol_hash_matches_spec() {
     ] {
         word(route);
         word(hash);
+        word(0); // Direction::Both
     }
     assert_eq!(registry.protocol_hash(), fnv1a64(&bytes));
     // And via the library's own builder.
@@ -280,6 +281,7 @@ fn protocol_hash_matches_spec() {
             |h, info| {
                 h.write_u64(u64::from(info.route_id))
                     .write_u64(info.schema_hash)
+                    .write_u64(info.direction.hash_word())
             },
         )
         .finish();
@@ -290,4 +292,67 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |state: u64, &b| {
         (state ^ u64::from(b)).wrapping_mul(0x100000001b3)
     })
+}
+
+/// A manual impl that declares its direction.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot;
+
+impl Schema for Snapshot {
+    const SCHEMA_HASH: u64 = 7;
+}
+
+impl GameMessage for Snapshot {
+    const ROUTE_ID: RouteId = 40;
+    const NAME: &'static str = "Snapshot";
+    const DIRECTION: Direction = Direction::ServerToClient;
+}
+
+#[test]
+fn directions_are_recorded() {
+    let mut registry = MessageRegistry::new();
+    registry
+        .register::<Chat>()
+        .unwrap()
+        .register_with::<Input>(Direction::ClientToServer)
+        .unwrap()
+        .register::<Snapshot>()
+        .unwrap();
+    assert_eq!(registry.get(16).unwrap().direction, Direction::Both);
+    let input = registry.get(17).unwrap().direction;
+    assert!(input.client_sends() && !input.server_sends());
+    let snapshot = registry.get(40).unwrap().direction;
+    assert!(!snapshot.client_sends() && snapshot.server_sends());
+    // Same type, same direction: idempotent; another direction: refused.
+    registry
+        .register_with::<Input>(Direction::ClientToServer)
+        .unwrap();
+    assert_eq!(
+        registry.register::<Input>().unwrap_err(),
+        RegistryError::ConflictingDirection {
+            name: "Input",
+            existing: Direction::ClientToServer,
+            new: Direction::Both,
+        }
+    );
+    assert_eq!(registry.len(), 3);
+}
+
+#[test]
+fn protocol_hash_changes_when_a_direction_changes() {
+    let hashes: Vec<u64> = [
+        Direction::Both,
+        Direction::ClientToServer,
+        Direction::ServerToClient,
+    ]
+    .into_iter()
+    .map(|direction| {
+        let mut registry = MessageRegistry::new();
+        registry.register_with::<Chat>(direction).unwrap();
+        registry.protocol_hash()
+    })
+    .collect();
+    assert_ne!(hashes[0], hashes[1]);
+    assert_ne!(hashes[0], hashes[2]);
+    assert_ne!(hashes[1], hashes[2]);
 }

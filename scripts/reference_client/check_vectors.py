@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from reference_client import schema  # noqa: E402
 from reference_client.control import Disconnect, Ping, decode_control  # noqa: E402
 from reference_client.envelope import (CODEC_JSON, CODEC_POSTCARD, CODEC_RAW,  # noqa: E402
-                                       Header, decode_packet)
+                                       Header, batch, decode_frame, decode_packet)
 from reference_client.handshake import Accept, Hello, Refuse, decode_response  # noqa: E402
 from reference_client.noise_nk import NoiseInitiator, NoiseResponder, x25519_public  # noqa: E402
 from reference_client.seal import open_packet, seal  # noqa: E402
@@ -129,7 +129,12 @@ def _env_typical() -> Header:
 def _env_all() -> Header:
     return Header(route=16384, message_id=1, codec=CODEC_JSON, payload_len=300,
                   encrypted=True, compressed=True, correlation_id=7,
-                  schema_hash=0x0123456789ABCDEF)
+                  schema_hash=0x0123456789ABCDEF, tick=1000)
+
+
+def _env_tick() -> Header:
+    return Header(route=100, message_id=5000, codec=CODEC_POSTCARD, payload_len=116,
+                  encrypted=True, tick=1000)
 
 
 def _decode_header_only(doc: bytes, expect: Header) -> bool:
@@ -138,14 +143,21 @@ def _decode_header_only(doc: bytes, expect: Header) -> bool:
     return pkt.header == expect and pkt.header_bytes == doc
 
 
-def _sealed(counter: int, text: bytes) -> bytes:
+def _sealed(counter: int, text: bytes, tick: Optional[int] = None) -> bytes:
     return seal(SEAL_KEY, Header(route=100, message_id=counter, codec=CODEC_POSTCARD,
-                                 payload_len=0, encrypted=True), text)
+                                 payload_len=0, encrypted=True, tick=tick), text)
 
 
-def _open_sealed(doc: bytes, counter: int, text: bytes) -> bool:
+def _open_sealed(doc: bytes, counter: int, text: bytes, tick: Optional[int] = None) -> bool:
     pkt = decode_packet(doc, body_limit=1024 + 16)
-    return pkt.header.message_id == counter and open_packet(SEAL_KEY, pkt) == text
+    return (pkt.header.message_id == counter and pkt.header.tick == tick
+            and open_packet(SEAL_KEY, pkt) == text)
+
+
+def _open_frame(doc: bytes) -> bool:
+    packets = decode_frame(doc, body_limit=1024 + 16)
+    return ([(p.header.message_id, p.header.tick, open_packet(SEAL_KEY, p)) for p in packets]
+            == [(0, 1000, b"hello"), (1, 1000, b"world")])
 
 
 def _be64(v: int) -> bytes:
@@ -164,6 +176,9 @@ RECIPES: dict[str, Recipe] = {
     "envelope-all-fields": (
         lambda: _env_all().encode(),
         lambda d: _decode_header_only(d, _env_all())),
+    "envelope-tick": (
+        lambda: _env_tick().encode(),
+        lambda d: _decode_header_only(d, _env_tick())),
     "hello": (
         lambda: HELLO.encode(),
         lambda d: Hello.decode(d) == HELLO),
@@ -188,6 +203,16 @@ RECIPES: dict[str, Recipe] = {
     "sealed-counter-1": (
         lambda: _sealed(1, b"world"),
         lambda d: _open_sealed(d, 1, b"world")),
+    "sealed-tick-0": (
+        lambda: _sealed(0, b"hello", 1000),
+        lambda d: _open_sealed(d, 0, b"hello", 1000)),
+    "sealed-tick-1": (
+        lambda: _sealed(1, b"world", 1000),
+        lambda d: _open_sealed(d, 1, b"world", 1000)),
+    "frame-two-packets": (
+        lambda: b"".join(batch([_sealed(0, b"hello", 1000), _sealed(1, b"world", 1000)],
+                               1024 + 16)),
+        _open_frame),
     # Section 10 does not state these inputs: ping id 1; Kicked (11) with "bye".
     "control-ping": (
         lambda: Ping(1).encode(),
@@ -197,6 +222,9 @@ RECIPES: dict[str, Recipe] = {
         lambda d: decode_control(3, d) == Disconnect(11, "bye")),
     "schema-hash-golden": (lambda: _be64(GOLDEN), None),
     "protocol-hash-golden": (lambda: _be64(schema.protocol_hash({100: GOLDEN})), None),
+    "protocol-hash-golden-client-to-server": (
+        lambda: _be64(schema.protocol_hash({100: GOLDEN}, {100: schema.CLIENT_TO_SERVER})),
+        None),
 }
 
 

@@ -7,7 +7,7 @@ values the way the Rust ``#[derive(Schema)]`` / built-in impls are specified.
 from __future__ import annotations
 
 import struct
-from typing import Mapping, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x00000100000001B3
@@ -111,9 +111,15 @@ def enum(name: str, variants: Sequence[tuple[str, list[Word]]]) -> int:
 
 # --- protocol hash ---------------------------------------------------------
 
-def protocol_hash(registry: Mapping[int, int]) -> int:
-    """``registry`` maps route id -> message SCHEMA_HASH."""
+BOTH, CLIENT_TO_SERVER, SERVER_TO_CLIENT = 0, 1, 2  # direction words (section 4)
+
+
+def protocol_hash(registry: Mapping[int, int],
+                  directions: Optional[Mapping[int, int]] = None) -> int:
+    """``registry`` maps route id -> message SCHEMA_HASH; ``directions`` maps
+    route id -> direction word (BOTH when absent)."""
+    directions = directions or {}
     words: list[Word] = ["mokosh.protocol", len(registry)]
     for route in sorted(registry):
-        words += [route, registry[route]]
+        words += [route, registry[route], directions.get(route, BOTH)]
     return H(*words)

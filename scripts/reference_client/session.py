@@ -1,8 +1,10 @@
 """A transport-agnostic client session (sections 7, 8, 9, 10, 13).
 
-Feed it whole transport messages (one packet each); it returns frames to send.
-Compression and rate limiting are not implemented: a COMPRESSED application
-packet is handed back with ``compressed=True`` and its body still compressed.
+Feed it whole transport messages (``receive_frame`` splits a frame into its
+packets, section 2); it returns packets to send, which ``batch`` joins into
+frames. Compression and rate limiting are not implemented: a COMPRESSED
+application packet is handed back with ``compressed=True`` and its body still
+compressed. ``tick`` (if set) goes into every packet sealed after it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Mapping, Optional, Union
 from . import ProtocolError
 from .control import (FIRST_APP_ROUTE, RESERVED_ROUTES, ROUTE_DISCONNECT, ROUTE_HANDSHAKE,
                       ROUTE_PING, ROUTE_PONG, Control, Ping, Pong, decode_control)
-from .envelope import CODEC_RAW, HANDSHAKE_BODY_LIMIT, TAG_LEN, Header, decode_packet
+from .envelope import (CODEC_RAW, HANDSHAKE_BODY_LIMIT, TAG_LEN, Header, Packet, batch,
+                       decode_frame, decode_packet)
+from .schema import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from .handshake import Accept, Hello, Refuse, decode_response
 from .noise_nk import NoiseInitiator
 from .seal import MAX_SEND_COUNTER, open_packet, seal
@@ -45,11 +49,14 @@ Received = Union[Control, AppMessage]
 class ClientSession:
     def __init__(self, hello: Hello, server_public: Optional[bytes],
                  registry: Mapping[int, int], *, plaintext: bool = False,
-                 ephemeral_private: Optional[bytes] = None):
+                 ephemeral_private: Optional[bytes] = None,
+                 directions: Optional[Mapping[int, int]] = None):
         if plaintext == (server_public is not None):
             raise ValueError("give a pinned server key, or plaintext=True, not both")
         self.hello = hello
         self.registry = dict(registry)  # route -> SCHEMA_HASH
+        self.directions = dict(directions or {})  # route -> direction word (section 4)
+        self.tick: Optional[int] = None  # the network tick put in sealed packets
         self.plaintext = plaintext
         self._noise = None if plaintext else NoiseInitiator(server_public, ephemeral_private)
         self.accept: Optional[Accept] = None
@@ -120,6 +127,8 @@ class ClientSession:
         """Frame an already serialized (and, if ``compressed``, compressed) body."""
         if route not in self.registry:
             raise ValueError(f"route {route} is not registered")
+        if self.directions.get(route) == SERVER_TO_CLIENT:
+            raise ValueError(f"route {route} travels server to client only")
         if codec not in (self.accept.codec, CODEC_RAW):
             raise ValueError("codec must be the negotiated one or Raw")
         if compressed and self.accept.compression == 0:
@@ -127,23 +136,41 @@ class ClientSession:
         header = Header(route=route, message_id=self._next_counter(), codec=codec,
                         payload_len=len(body), encrypted=not self.plaintext,
                         compressed=compressed, correlation_id=correlation_id,
-                        schema_hash=self.registry[route] if with_schema else None)
+                        schema_hash=self.registry[route] if with_schema else None,
+                        tick=self.tick)
         return self._frame(header, body)
 
     def send_control(self, message: Control) -> bytes:
         body = message.encode()
         header = Header(route=message.route, message_id=self._next_counter(), codec=CODEC_RAW,
-                        payload_len=len(body), encrypted=not self.plaintext)
+                        payload_len=len(body), encrypted=not self.plaintext, tick=self.tick)
         return self._frame(header, body)
+
+    def batch(self, packets: list[bytes]) -> list[bytes]:
+        """Join packets from ``send``/``send_control``, in order, into as few
+        frames as the server's max message size allows (section 2)."""
+        body_limit = self.accept.max_message_size + (0 if self.plaintext else TAG_LEN)
+        return batch(packets, body_limit)
 
     # -- receiving (section 8, "Receiving") -----------------------------------
 
     def receive(self, frame: bytes) -> Received:
+        """Receive a frame that holds exactly one packet."""
+        received = self.receive_frame(frame)
+        if len(received) != 1:
+            raise ValueError(f"frame holds {len(received)} packets; use receive_frame")
+        return received[0]
+
+    def receive_frame(self, frame: bytes) -> list[Received]:
+        """Every packet of a frame, processed in order (section 2). The first
+        bad packet raises; packets before it have been processed."""
         if self.accept is None:
             raise RuntimeError("handshake not complete")
         own_max = self.hello.max_message_size
         body_limit = own_max if self.plaintext else own_max + TAG_LEN
-        pkt = decode_packet(frame, body_limit)                          # 1
+        return [self._receive_packet(pkt) for pkt in decode_frame(frame, body_limit)]  # 1
+
+    def _receive_packet(self, pkt: Packet) -> Received:
         h = pkt.header
         if h.encrypted == self.plaintext:                               # 2
             raise ProtocolError("ENCRYPTED flag does not match the session", R_SECURITY_MISMATCH)
@@ -152,8 +179,8 @@ class ClientSession:
                                 R_REPLAY)
         body = pkt.body if self.plaintext else open_packet(self._k_recv, pkt)  # 4
         self._recv_counter += 1                                         # 5
-        # 6: rate limiting is a local policy, not implemented here.
-        return self._dispatch(h, body)                                  # 7, 8
+        # 6, 7: decompression and rate limiting are not implemented here.
+        return self._dispatch(h, body)                                  # 8, 9
 
     def _dispatch(self, h: Header, body: bytes) -> Received:
         if h.route in (ROUTE_PING, ROUTE_PONG, ROUTE_DISCONNECT):
@@ -166,6 +193,8 @@ class ClientSession:
         assert h.route >= FIRST_APP_ROUTE
         if h.route not in self.registry:
             raise ProtocolError(f"unregistered route {h.route}")
+        if self.directions.get(h.route) == CLIENT_TO_SERVER:
+            raise ProtocolError(f"route {h.route} travels client to server only")
         if h.codec not in (self.accept.codec, CODEC_RAW):
             raise ProtocolError("codec is neither the negotiated one nor Raw")
         if h.schema_hash is not None and h.schema_hash != self.registry[h.route]:

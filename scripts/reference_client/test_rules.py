@@ -13,7 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from reference_client import ProtocolError, schema  # noqa: E402
 from reference_client.control import Disconnect, Ping, Pong, decode_control  # noqa: E402
-from reference_client.envelope import CODEC_POSTCARD, CODEC_RAW, Header, decode_packet  # noqa: E402
+from reference_client.envelope import (CODEC_POSTCARD, CODEC_RAW, MAX_PACKETS_PER_FRAME,  # noqa: E402
+                                       Header, batch, decode_frame, decode_packet)
 from reference_client.handshake import Accept, Hello, Refuse  # noqa: E402
 from reference_client.noise_nk import NoiseResponder, x25519_public  # noqa: E402
 from reference_client.seal import seal  # noqa: E402
@@ -61,7 +62,7 @@ class Envelope(unittest.TestCase):
         with self.assertRaises(ProtocolError) as c:
             decode_packet(b"\x02\xf0\x00", 256)
         self.assertEqual(c.exception.reason, 12)
-        for bad in (b"\x01\x10\x02" + good[3:], b"\x01\x00\x00" + good[3:],
+        for bad in (b"\x01\x20\x02" + good[3:], b"\x01\x00\x00" + good[3:],
                     b"\x01\x00\x04" + good[3:], good + b"x", good[:-1],
                     b"\x01\x00\x02\x80\x00" + good[4:]):
             with self.subTest(bad=bad.hex()):
@@ -69,6 +70,37 @@ class Envelope(unittest.TestCase):
                     decode_packet(bad, 256)
         with self.assertRaises(ProtocolError):  # declared length above the limit
             decode_packet(self.frame(), 2)
+
+
+class Frames(unittest.TestCase):
+    def packet(self, i, **kw):
+        body = bytes([i % 256]) * (i % 7)
+        return Header(route=100, message_id=i, codec=CODEC_POSTCARD, payload_len=len(body),
+                      **kw).encode() + body
+
+    def test_any_split_reads_back_in_order(self):
+        packets = [self.packet(i, tick=i * 3 if i % 2 else None) for i in range(150)]
+        for limit in (16, 40, 100, 1000, 1 << 16):
+            frames = batch(packets, limit)
+            self.assertLessEqual(max(len(f) for f in frames), max(limit + 44, 12))
+            read = [p for f in frames for p in decode_frame(f, 1 << 16)]
+            self.assertEqual([p.header.message_id for p in read], list(range(150)))
+            self.assertEqual(b"".join(p.header_bytes + p.body for p in read), b"".join(packets))
+
+    def test_limits(self):
+        packets = [self.packet(i) for i in range(MAX_PACKETS_PER_FRAME + 1)]
+        self.assertEqual(len(decode_frame(b"".join(packets[:-1]), 1 << 16)),
+                         MAX_PACKETS_PER_FRAME)
+        self.assertEqual(len(batch(packets, 1 << 16)), 2)
+        for bad in (b"".join(packets), b"", b"".join(packets[:3])[:-1]):
+            with self.subTest(len=len(bad)):
+                with self.assertRaises(ProtocolError):
+                    decode_frame(bad, 1 << 16)
+        with self.assertRaises(ProtocolError) as c:  # frame over the limit
+            decode_frame(b"".join(packets[:20]), 16)
+        self.assertEqual(c.exception.reason, 15)
+        with self.assertRaises(ProtocolError):  # a handshake frame holds one packet
+            decode_packet(b"".join(packets[:2]), 1 << 16)
 
 
 class Bodies(unittest.TestCase):
@@ -153,6 +185,34 @@ class Session(unittest.TestCase):
         c.hello_frame()
         with self.assertRaises(ProtocolError):
             c.on_handshake_frame(plain + body)
+
+    def test_batches_ticks_and_directions(self):
+        directions = {100: schema.BOTH, 101: schema.CLIENT_TO_SERVER,
+                      102: schema.SERVER_TO_CLIENT}
+        registry = {100: GOLDEN, 101: GOLDEN, 102: GOLDEN}
+        hello = Hello((2, 1), (1, 2), schema.protocol_hash(registry, directions), 65536, b"t")
+        c = ClientSession(hello, x25519_public(SERVER_STATIC), registry, directions=directions)
+        reply, server = server_reply(c.hello_frame(), ACCEPT)
+        c.on_handshake_frame(reply)
+        k1, k2 = server.split()
+        c.tick = 77
+        frames = c.batch([c.send(100, CODEC_POSTCARD, b"\x01"), c.send(101, CODEC_POSTCARD, b""),
+                          c.send_control(Ping(0))])
+        self.assertEqual(len(frames), 1)
+        packets = decode_frame(frames[0], 65536 + 16)
+        self.assertEqual([(p.header.message_id, p.header.tick) for p in packets],
+                         [(0, 77), (1, 77), (2, 77)])
+        with self.assertRaises(ValueError):  # server-to-client only
+            c.send(102, CODEC_POSTCARD, b"")
+
+        def s2c(counter, route, body, codec=CODEC_POSTCARD):
+            return seal(k2, Header(route=route, message_id=counter, codec=codec,
+                                   payload_len=0, tick=counter), body)
+        got = c.receive_frame(s2c(0, 102, b"\x05") + s2c(1, 1, Ping(3).encode(), CODEC_RAW))
+        self.assertEqual(got[0].header.tick, 0)
+        self.assertEqual(got[1], Ping(3))
+        with self.assertRaises(ProtocolError):  # client-to-server only
+            c.receive(s2c(2, 101, b""))
 
     def test_unoffered_codec(self):
         c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)

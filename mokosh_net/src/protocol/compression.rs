@@ -356,6 +356,20 @@ impl Compressor {
         }
     }
 
+    /// The decompressed size `input` declares (zstd `Frame_Content_Size`, or
+    /// the lz4 prefix), checked against `max_decompressed_size` (and, for lz4,
+    /// the block length) without decompressing or allocating anything. A
+    /// receiver charges this to its byte budget before doing the work;
+    /// [`decompress`](Self::decompress) then insists on exactly this size.
+    pub fn declared_size(&self, input: &[u8]) -> Result<usize, CompressionError> {
+        let max = self.config.max_decompressed_size;
+        match &self.engine {
+            Engine::None => Err(CompressionError::NotNegotiated),
+            Engine::Zstd { .. } => zstd_declared_size(input, max).map(|(size, _)| size),
+            Engine::Lz4 { .. } => lz4_declared_size(input, max).map(|(size, _, _)| size),
+        }
+    }
+
     /// Decompresses one payload produced by [`compress`](Self::compress)
     /// (in the format described in the [module docs](self)), appending the
     /// result to `out`.
@@ -418,13 +432,9 @@ fn lz4_compress(
     Ok(LZ4_SIZE_PREFIX_LEN + written < input.len())
 }
 
-/// Decompresses exactly one zstd frame that declares its size.
-fn zstd_decompress(
-    decompressor: &mut zstd::bulk::Decompressor<'static>,
-    input: &[u8],
-    max: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), CompressionError> {
+/// Reads a zstd frame's declared size from its header (no allocation).
+/// Returns the size as `usize` and as declared.
+fn zstd_declared_size(input: &[u8], max: usize) -> Result<(usize, u64), CompressionError> {
     if input.len() < ZSTD_FRAME_MAGIC.len() {
         return Err(CompressionError::Truncated);
     }
@@ -443,10 +453,20 @@ fn zstd_decompress(
             });
         }
     };
-    let size = match usize::try_from(declared) {
-        Ok(size) if size <= max => size,
-        _ => return Err(CompressionError::TooLarge { declared, max }),
-    };
+    match usize::try_from(declared) {
+        Ok(size) if size <= max => Ok((size, declared)),
+        _ => Err(CompressionError::TooLarge { declared, max }),
+    }
+}
+
+/// Decompresses exactly one zstd frame that declares its size.
+fn zstd_decompress(
+    decompressor: &mut zstd::bulk::Decompressor<'static>,
+    input: &[u8],
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CompressionError> {
+    let (size, declared) = zstd_declared_size(input, max)?;
     // Walks the block headers (still no allocation) to find where the frame
     // ends; it must end exactly at the end of the payload.
     let frame_len = zstd_safe::find_frame_compressed_size(input).map_err(|code| {
@@ -474,8 +494,9 @@ fn zstd_decompress(
     Ok(())
 }
 
-/// Decompresses a `u32` LE length prefix plus one LZ4 block.
-fn lz4_decompress(input: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), CompressionError> {
+/// Reads the lz4 length prefix and checks it (no allocation). Returns the
+/// size, as declared, and the block.
+fn lz4_declared_size(input: &[u8], max: usize) -> Result<(usize, u32, &[u8]), CompressionError> {
     let Some((prefix, block)) = input.split_first_chunk::<LZ4_SIZE_PREFIX_LEN>() else {
         return Err(CompressionError::Truncated);
     };
@@ -495,6 +516,12 @@ fn lz4_decompress(input: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), Com
             compressed: block.len(),
         });
     }
+    Ok((size, declared, block))
+}
+
+/// Decompresses a `u32` LE length prefix plus one LZ4 block.
+fn lz4_decompress(input: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), CompressionError> {
+    let (size, declared, block) = lz4_declared_size(input, max)?;
     let start = out.len();
     out.resize(start + size, 0);
     let produced = lz4_flex::block::decompress_into(block, &mut out[start..])
@@ -506,84 +533,4 @@ fn lz4_decompress(input: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), Com
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn compressible(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i % 7) as u8).collect()
-    }
-
-    #[test]
-    fn ids() {
-        for id in CompressionId::ALL {
-            assert_eq!(CompressionId::try_from(id.as_u8()).unwrap(), id);
-        }
-        assert!(matches!(
-            CompressionId::try_from(3),
-            Err(CompressionError::UnknownCompressionId { id: 3 })
-        ));
-        assert_eq!(CompressionId::Lz4.to_string(), "lz4");
-    }
-
-    #[test]
-    fn zstd_frame_declares_content_size() {
-        let mut c = Compressor::new(CompressionId::Zstd, CompressionConfig::default()).unwrap();
-        for len in [128, 200, 300, 70_000] {
-            let input = compressible(len);
-            let mut out = Vec::new();
-            assert!(c.compress(&input, &mut out).unwrap());
-            assert_eq!(
-                zstd_safe::get_frame_content_size(&out).unwrap(),
-                Some(len as u64)
-            );
-            assert_eq!(
-                zstd_safe::find_frame_compressed_size(&out).unwrap(),
-                out.len()
-            );
-        }
-    }
-
-    #[test]
-    fn appends_after_existing_bytes() {
-        for algo in [CompressionId::Zstd, CompressionId::Lz4] {
-            let mut c = Compressor::new(algo, CompressionConfig::default()).unwrap();
-            let input = compressible(1000);
-            let mut out = b"head".to_vec();
-            assert!(c.compress(&input, &mut out).unwrap());
-            assert_eq!(&out[..4], b"head");
-            let mut plain = b"xyz".to_vec();
-            c.decompress(&out[4..], &mut plain).unwrap();
-            assert_eq!(&plain[..3], b"xyz");
-            assert_eq!(&plain[3..], &input[..]);
-        }
-    }
-
-    #[test]
-    fn invalid_level_rejected() {
-        let config = CompressionConfig {
-            zstd_level: 1000,
-            ..CompressionConfig::default()
-        };
-        assert!(matches!(
-            Compressor::new(CompressionId::Zstd, config),
-            Err(CompressionError::InvalidLevel { level: 1000, .. })
-        ));
-        // Irrelevant for other algorithms.
-        assert!(Compressor::new(CompressionId::Lz4, config).is_ok());
-    }
-
-    #[test]
-    fn none_never_compresses_and_refuses_flagged_payloads() {
-        let mut c = Compressor::new(CompressionId::None, CompressionConfig::default()).unwrap();
-        let mut out = Vec::new();
-        assert!(!c.compress(&compressible(10_000), &mut out).unwrap());
-        assert!(out.is_empty());
-        assert!(matches!(
-            c.decompress(b"anything", &mut out),
-            Err(CompressionError::NotNegotiated)
-        ));
-    }
 }

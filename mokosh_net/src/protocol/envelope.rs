@@ -1,29 +1,35 @@
 //! The binary envelope: one header in front of every packet.
 //!
-//! A packet is one transport frame (one WebSocket binary message): a [`Header`]
-//! followed by exactly [`Header::payload_len`] body bytes. The header is compact
-//! and flag-driven; optional fields cost nothing when absent:
+//! A packet is a [`Header`] followed by exactly [`Header::payload_len`] body
+//! bytes. A transport frame (one WebSocket binary message) carries one
+//! handshake packet, or — after the handshake — one or more packets back to
+//! back ([`FramePackets`], at most [`MAX_PACKETS_PER_FRAME`]). The header is
+//! compact and flag-driven; optional fields cost nothing when absent:
 //!
 //! ```text
 //! offset  size      field
 //! 0       1         version          protocol version, currently 1
 //! 1       1         flags            bit 0 ENCRYPTED, bit 1 COMPRESSED,
-//!                                    bit 2 CORRELATION, bit 3 SCHEMA, bits 4-7 zero
+//!                                    bit 2 CORRELATION, bit 3 SCHEMA,
+//!                                    bit 4 TICK, bits 5-7 zero
 //! 2       1         codec            1 JSON, 2 Postcard, 3 Raw
 //! 3       1-3       route id         varint, <= 65535
 //! .       1-10      message id       varint u64 (the per-direction packet counter)
 //! .       1-10      correlation id   varint u64, only if CORRELATION
 //! .       8         schema hash      u64 little-endian, only if SCHEMA
+//! .       1-5       tick             varint u32, only if TICK
 //! .       1-5       payload length   varint, <= the configured maximum
 //! ```
 //!
 //! A typical game message (route < 128, a few thousand packets in, 100-byte
-//! payload) has a 7-8 byte header; the worst case is [`MAX_HEADER_LEN`] bytes.
-//! All varints are canonical LEB128 (see [`super::varint`]).
+//! payload) has a 7-8 byte header (10-11 with a tick); the worst case is
+//! [`MAX_HEADER_LEN`] bytes. All varints are canonical LEB128 (see
+//! [`super::varint`]).
 //!
 //! Decoding never panics and never allocates: the frame length is checked against
 //! the configured maximum **before anything else**, every field is bounds-checked,
-//! and the declared payload length must match the rest of the frame exactly.
+//! and the declared payload length must fit in the rest of the frame (and, for a
+//! single-packet frame, match it exactly).
 
 use thiserror::Error;
 
@@ -35,7 +41,11 @@ pub const PROTOCOL_VERSION: u8 = 1;
 
 /// The longest possible header in bytes (all optional fields present, every
 /// varint at its widest for its field).
-pub const MAX_HEADER_LEN: usize = 3 + 3 + 10 + 10 + 8 + 5;
+pub const MAX_HEADER_LEN: usize = 3 + 3 + 10 + 10 + 8 + 5 + 5;
+
+/// The most packets one frame may carry. A receiver refuses a frame with more
+/// ([`EnvelopeError::TooManyPackets`]); senders stop a batch at this count.
+pub const MAX_PACKETS_PER_FRAME: usize = 64;
 
 /// Bit flags carried in byte 1 of the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -51,8 +61,10 @@ impl Flags {
     pub const CORRELATION: Flags = Flags(0x04);
     /// An 8-byte schema hash follows.
     pub const SCHEMA: Flags = Flags(0x08);
+    /// The sender's network tick (varint `u32`) follows.
+    pub const TICK: Flags = Flags(0x10);
     /// Every bit that has a meaning in version 1.
-    pub const KNOWN: Flags = Flags(0x0f);
+    pub const KNOWN: Flags = Flags(0x1f);
 
     /// No flags set.
     pub const fn empty() -> Self {
@@ -96,8 +108,9 @@ impl core::ops::BitOr for Flags {
 pub struct Header {
     /// Protocol version; [`PROTOCOL_VERSION`] for everything this crate sends.
     pub version: u8,
-    /// ENCRYPTED / COMPRESSED flags. CORRELATION and SCHEMA are derived from the
-    /// optional fields below when encoding and set from the wire when decoding.
+    /// ENCRYPTED / COMPRESSED flags. CORRELATION, SCHEMA and TICK are derived
+    /// from the optional fields below when encoding and set from the wire when
+    /// decoding.
     pub flags: Flags,
     /// How the (opened, decompressed) body is serialized.
     pub codec: CodecId,
@@ -109,6 +122,8 @@ pub struct Header {
     pub correlation_id: Option<u64>,
     /// Schema hash of the message type, when the sender includes it.
     pub schema_hash: Option<u64>,
+    /// The sender's network tick when the packet was sealed, when it set one.
+    pub tick: Option<u32>,
     /// Length of the body that follows the header, in bytes (including the
     /// 16-byte tag when ENCRYPTED).
     pub payload_len: u32,
@@ -154,13 +169,20 @@ pub enum EnvelopeError {
         /// The configured maximum.
         max: usize,
     },
-    /// The declared payload length does not match the bytes after the header.
+    /// The declared payload length does not match the bytes after the header
+    /// (in a batched frame: more than the bytes left, i.e. a truncated packet).
     #[error("declared payload length {declared} but {actual} bytes follow the header")]
     LengthMismatch {
         /// Declared length.
         declared: u32,
         /// Bytes actually present.
         actual: usize,
+    },
+    /// A frame holds more than [`MAX_PACKETS_PER_FRAME`] packets.
+    #[error("frame holds more than {max} packets")]
+    TooManyPackets {
+        /// The limit.
+        max: usize,
     },
 }
 
@@ -176,6 +198,7 @@ impl Header {
             message_id: 0,
             correlation_id: None,
             schema_hash: None,
+            tick: None,
             payload_len: 0,
         }
     }
@@ -186,6 +209,7 @@ impl Header {
         let mut flags = self.flags;
         flags.set(Flags::CORRELATION, self.correlation_id.is_some());
         flags.set(Flags::SCHEMA, self.schema_hash.is_some());
+        flags.set(Flags::TICK, self.tick.is_some());
         flags
     }
 
@@ -195,6 +219,9 @@ impl Header {
             + varint::encoded_len(self.message_id)
             + self.correlation_id.map_or(0, varint::encoded_len)
             + if self.schema_hash.is_some() { 8 } else { 0 }
+            + self
+                .tick
+                .map_or(0, |tick| varint::encoded_len(u64::from(tick)))
             + varint::encoded_len(u64::from(self.payload_len))
     }
 
@@ -212,22 +239,37 @@ impl Header {
         if let Some(hash) = self.schema_hash {
             out.extend_from_slice(&hash.to_le_bytes());
         }
+        if let Some(tick) = self.tick {
+            varint::write(u64::from(tick), out);
+        }
         varint::write(u64::from(self.payload_len), out);
     }
 
-    /// Decodes a whole frame: the header and its body.
+    /// Decodes a frame that holds exactly one packet (a handshake frame): the
+    /// header and its body.
     ///
     /// `max_payload_len` bounds the body; frames longer than
     /// `max_payload_len + MAX_HEADER_LEN` are rejected before any byte is parsed.
     /// Returns the header, its encoded length and the body slice.
     pub fn decode(frame: &[u8], max_payload_len: usize) -> Result<Decoded<'_>, EnvelopeError> {
-        let max_frame = max_payload_len.saturating_add(MAX_HEADER_LEN);
-        if frame.len() > max_frame {
-            return Err(EnvelopeError::FrameTooLarge {
-                len: frame.len(),
-                max: max_frame,
+        check_frame_len(frame, max_payload_len)?;
+        let decoded = Self::decode_prefix(frame, max_payload_len)?;
+        if decoded.packet_len() != frame.len() {
+            return Err(EnvelopeError::LengthMismatch {
+                declared: decoded.header.payload_len,
+                actual: frame.len() - decoded.header_len,
             });
         }
+        Ok(decoded)
+    }
+
+    /// Decodes the packet at the start of `input` (which may be followed by
+    /// more packets). The body must fit in `input`; bytes after it are left for
+    /// the next packet. Does not check the frame length: see [`FramePackets`].
+    pub fn decode_prefix(
+        frame: &[u8],
+        max_payload_len: usize,
+    ) -> Result<Decoded<'_>, EnvelopeError> {
         let [version, flags, codec, ..] = *frame else {
             return Err(EnvelopeError::Truncated);
         };
@@ -266,6 +308,24 @@ impl Header {
         } else {
             None
         };
+        let tick = if flags.contains(Flags::TICK) {
+            let rest = frame.get(cursor..).unwrap_or_default();
+            let (tick, used) =
+                varint::read_bounded(rest, u64::from(u32::MAX)).map_err(|source| {
+                    if source == VarintError::Truncated {
+                        EnvelopeError::Truncated
+                    } else {
+                        EnvelopeError::Varint {
+                            field: "tick",
+                            source,
+                        }
+                    }
+                })?;
+            cursor += used;
+            Some(tick as u32)
+        } else {
+            None
+        };
         let rest = frame.get(cursor..).unwrap_or_default();
         let (declared, used) = varint::read(rest).map_err(|source| {
             if source == VarintError::Truncated {
@@ -285,15 +345,15 @@ impl Header {
             });
         }
         let payload_len = declared as u32;
-        let body = &frame[cursor..];
-        if body.len() != payload_len as usize {
+        let rest = &frame[cursor..];
+        let Some(body) = rest.get(..payload_len as usize) else {
             return Err(EnvelopeError::LengthMismatch {
                 declared: payload_len,
-                actual: body.len(),
+                actual: rest.len(),
             });
-        }
+        };
         let mut stored_flags = flags;
-        stored_flags.set(Flags::CORRELATION | Flags::SCHEMA, false);
+        stored_flags.set(Flags::CORRELATION | Flags::SCHEMA | Flags::TICK, false);
         Ok(Decoded {
             header: Header {
                 version,
@@ -303,12 +363,130 @@ impl Header {
                 message_id,
                 correlation_id,
                 schema_hash,
+                tick,
                 payload_len,
             },
             header_len: cursor,
             body,
         })
     }
+}
+
+fn check_frame_len(frame: &[u8], max_payload_len: usize) -> Result<(), EnvelopeError> {
+    let max_frame = max_payload_len.saturating_add(MAX_HEADER_LEN);
+    if frame.len() > max_frame {
+        return Err(EnvelopeError::FrameTooLarge {
+            len: frame.len(),
+            max: max_frame,
+        });
+    }
+    Ok(())
+}
+
+/// The packets of one post-handshake frame, in order.
+///
+/// The frame length is checked against `max_payload_len + MAX_HEADER_LEN`
+/// before any byte is parsed ([`FramePackets::new`]); each packet is then
+/// decoded with [`Header::decode_prefix`] (its body bounded by
+/// `max_payload_len` too). A packet whose body runs past the end of the frame
+/// is [`EnvelopeError::LengthMismatch`], a frame with more than
+/// [`MAX_PACKETS_PER_FRAME`] packets is [`EnvelopeError::TooManyPackets`], and
+/// an empty frame is [`EnvelopeError::Truncated`]. After the first error the
+/// iterator yields nothing more.
+///
+/// ```
+/// use mokosh_net::protocol::codec::CodecId;
+/// use mokosh_net::protocol::envelope::{FramePackets, Header};
+///
+/// let mut frame = Vec::new();
+/// for (route, body) in [(16, &b"ab"[..]), (17, &b"c"[..])] {
+///     let header = Header { payload_len: body.len() as u32, ..Header::new(CodecId::Raw, route) };
+///     header.encode(&mut frame);
+///     frame.extend_from_slice(body);
+/// }
+/// let packets: Vec<_> = FramePackets::new(&frame, 1024)?.collect::<Result<_, _>>()?;
+/// assert_eq!(packets.len(), 2);
+/// assert_eq!((packets[1].header.route_id, packets[1].body), (17, &b"c"[..]));
+/// # Ok::<(), mokosh_net::protocol::envelope::EnvelopeError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FramePackets<'a> {
+    rest: &'a [u8],
+    max_payload_len: usize,
+    offset: usize,
+    count: usize,
+    failed: bool,
+}
+
+impl<'a> FramePackets<'a> {
+    /// Starts reading `frame`, whose length is checked first.
+    pub fn new(frame: &'a [u8], max_payload_len: usize) -> Result<Self, EnvelopeError> {
+        check_frame_len(frame, max_payload_len)?;
+        if frame.is_empty() {
+            return Err(EnvelopeError::Truncated);
+        }
+        Ok(FramePackets {
+            rest: frame,
+            max_payload_len,
+            offset: 0,
+            count: 0,
+            failed: false,
+        })
+    }
+}
+
+impl<'a> Iterator for FramePackets<'a> {
+    type Item = Result<FramePacket<'a>, EnvelopeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.rest.is_empty() {
+            return None;
+        }
+        if self.count == MAX_PACKETS_PER_FRAME {
+            self.failed = true;
+            return Some(Err(EnvelopeError::TooManyPackets {
+                max: MAX_PACKETS_PER_FRAME,
+            }));
+        }
+        match Header::decode_prefix(self.rest, self.max_payload_len) {
+            Ok(decoded) => {
+                let len = decoded.packet_len();
+                let packet = FramePacket {
+                    header: decoded.header,
+                    bytes: &self.rest[..len],
+                    header_len: decoded.header_len,
+                    body: decoded.body,
+                    offset: self.offset,
+                };
+                self.rest = &self.rest[len..];
+                self.offset += len;
+                self.count += 1;
+                Some(Ok(packet))
+            }
+            Err(error) => {
+                self.failed = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+impl core::iter::FusedIterator for FramePackets<'_> {}
+
+/// One packet of a frame, as yielded by [`FramePackets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePacket<'a> {
+    /// The parsed header.
+    pub header: Header,
+    /// The whole packet: header and body (`bytes[..header_len]` is the AEAD
+    /// associated data).
+    pub bytes: &'a [u8],
+    /// How many bytes the header took.
+    pub header_len: usize,
+    /// The body: exactly `header.payload_len` bytes.
+    pub body: &'a [u8],
+    /// Where the packet starts in its frame.
+    pub offset: usize,
 }
 
 /// The result of [`Header::decode`].
@@ -323,186 +501,9 @@ pub struct Decoded<'a> {
     pub body: &'a [u8],
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn sample() -> Header {
-        Header {
-            flags: Flags::ENCRYPTED,
-            message_id: 1234,
-            payload_len: 3,
-            ..Header::new(CodecId::Postcard, 100)
-        }
-    }
-
-    #[test]
-    fn typical_header_is_small() {
-        let header = Header {
-            flags: Flags::ENCRYPTED,
-            message_id: 5_000,
-            payload_len: 100 + 16,
-            ..Header::new(CodecId::Postcard, 100)
-        };
-        assert_eq!(header.encoded_len(), 7);
-        let mut with_schema = header;
-        with_schema.schema_hash = Some(u64::MAX);
-        assert!(with_schema.encoded_len() <= 20);
-    }
-
-    #[test]
-    fn max_header_len_is_an_upper_bound() {
-        let header = Header {
-            route_id: u16::MAX,
-            message_id: u64::MAX,
-            correlation_id: Some(u64::MAX),
-            schema_hash: Some(u64::MAX),
-            payload_len: u32::MAX,
-            ..Header::new(CodecId::Raw, 0)
-        };
-        assert_eq!(header.encoded_len(), MAX_HEADER_LEN);
-    }
-
-    #[test]
-    fn decode_checks_frame_length_first() {
-        // A frame with a bad version but too long is reported as too long.
-        let frame = vec![9u8; 100];
-        assert_eq!(
-            Header::decode(&frame, 10),
-            Err(EnvelopeError::FrameTooLarge {
-                len: 100,
-                max: 10 + MAX_HEADER_LEN
-            })
-        );
-    }
-
-    #[test]
-    fn truncation_at_every_offset_is_rejected() {
-        let header = Header {
-            correlation_id: Some(99_999),
-            schema_hash: Some(0xdead_beef),
-            ..sample()
-        };
-        let mut frame = Vec::new();
-        header.encode(&mut frame);
-        frame.extend_from_slice(b"abc");
-        assert!(Header::decode(&frame, 1024).is_ok());
-        for cut in 0..frame.len() {
-            assert!(Header::decode(&frame[..cut], 1024).is_err(), "cut at {cut}");
-        }
-    }
-
-    #[test]
-    fn length_field_extremes() {
-        let mut frame = vec![PROTOCOL_VERSION, 0, CodecId::Raw.as_u8(), 16, 0];
-        let mut huge = frame.clone();
-        varint::write(u64::MAX, &mut huge);
-        assert!(matches!(
-            Header::decode(&huge, 1024),
-            Err(EnvelopeError::PayloadTooLarge { .. })
-        ));
-        let mut over_u32 = frame.clone();
-        varint::write(u64::from(u32::MAX) + 1, &mut over_u32);
-        assert!(matches!(
-            Header::decode(&over_u32, usize::MAX),
-            Err(EnvelopeError::PayloadTooLarge { .. })
-        ));
-        varint::write(5, &mut frame);
-        frame.extend_from_slice(b"abcd");
-        assert_eq!(
-            Header::decode(&frame, 1024),
-            Err(EnvelopeError::LengthMismatch {
-                declared: 5,
-                actual: 4
-            })
-        );
-    }
-
-    #[test]
-    fn rejects_bad_fixed_fields() {
-        let mut frame = Vec::new();
-        sample().encode(&mut frame);
-        frame.extend_from_slice(b"abc");
-        let mut bad = frame.clone();
-        bad[0] = 2;
-        assert_eq!(
-            Header::decode(&bad, 1024),
-            Err(EnvelopeError::UnsupportedVersion(2))
-        );
-        let mut bad = frame.clone();
-        bad[1] |= 0x10;
-        assert_eq!(
-            Header::decode(&bad, 1024),
-            Err(EnvelopeError::ReservedFlags(0x11))
-        );
-        let mut bad = frame.clone();
-        bad[2] = 0;
-        assert_eq!(
-            Header::decode(&bad, 1024),
-            Err(EnvelopeError::UnknownCodec(0))
-        );
-        // Route id above u16::MAX.
-        let mut bad = vec![PROTOCOL_VERSION, 0, 3];
-        varint::write(70_000, &mut bad);
-        bad.extend_from_slice(&[0, 0]);
-        assert!(matches!(
-            Header::decode(&bad, 1024),
-            Err(EnvelopeError::Varint {
-                field: "route id",
-                ..
-            })
-        ));
-    }
-
-    fn arb_header() -> impl Strategy<Value = Header> {
-        (
-            0u8..4,
-            prop_oneof![
-                Just(CodecId::Json),
-                Just(CodecId::Postcard),
-                Just(CodecId::Raw)
-            ],
-            any::<u16>(),
-            any::<u64>(),
-            proptest::option::of(any::<u64>()),
-            proptest::option::of(any::<u64>()),
-        )
-            .prop_map(
-                |(flags, codec, route_id, message_id, correlation_id, schema_hash)| Header {
-                    flags: Flags::from_bits(flags).unwrap_or_default(),
-                    message_id,
-                    correlation_id,
-                    schema_hash,
-                    route_id,
-                    ..Header::new(codec, 0)
-                },
-            )
-    }
-
-    proptest! {
-        #[test]
-        fn round_trip(mut header in arb_header(), body in proptest::collection::vec(any::<u8>(), 0..300)) {
-            header.payload_len = body.len() as u32;
-            let mut frame = Vec::new();
-            header.encode(&mut frame);
-            prop_assert_eq!(frame.len(), header.encoded_len());
-            let header_len = frame.len();
-            frame.extend_from_slice(&body);
-            let decoded = Header::decode(&frame, 4096).unwrap();
-            prop_assert_eq!(decoded.header, header);
-            prop_assert_eq!(decoded.header_len, header_len);
-            prop_assert_eq!(decoded.body, &body[..]);
-        }
-
-        #[test]
-        fn arbitrary_bytes_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..64)) {
-            if let Ok(decoded) = Header::decode(&frame, 4096) {
-                // Whatever decodes re-encodes to the same bytes (canonical form).
-                let mut again = Vec::new();
-                decoded.header.encode(&mut again);
-                prop_assert_eq!(&again[..], &frame[..decoded.header_len]);
-            }
-        }
+impl Decoded<'_> {
+    /// Header plus body length: how many bytes this packet took.
+    pub fn packet_len(&self) -> usize {
+        self.header_len + self.body.len()
     }
 }

@@ -11,6 +11,7 @@ use super::control::{ControlMessage, DisconnectReason};
 use super::crypto::{KeyPair, NoiseHandshake, PacketSealer};
 use super::envelope::{Flags, Header};
 use super::handshake::{Accept, Hello, Response};
+use super::message::Direction;
 use super::registry::{MessageInfo, MessageRegistry};
 use super::schema::Schema;
 use super::varint;
@@ -43,12 +44,21 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
         message_id: 1,
         correlation_id: Some(7),
         schema_hash: Some(0x0123_4567_89ab_cdef),
+        tick: Some(1_000),
         payload_len: 300,
         ..Header::new(CodecId::Json, 16_384)
     };
     let mut out = Vec::new();
     full.encode(&mut out);
     vectors.insert("envelope-all-fields", out);
+
+    let mut out = Vec::new();
+    Header {
+        tick: Some(1_000),
+        ..typical
+    }
+    .encode(&mut out);
+    vectors.insert("envelope-tick", out);
 
     let hello = Hello::new(
         &[CodecId::Postcard, CodecId::Json],
@@ -108,6 +118,22 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
             .expect("fresh sealer");
         vectors.insert(name, out);
     }
+    // The same packets at tick 1000, then both batched in one frame.
+    let mut sealer = PacketSealer::new(key(0x00));
+    let mut frame = Vec::new();
+    for (name, payload) in [("sealed-tick-0", b"hello"), ("sealed-tick-1", b"world")] {
+        let mut header = Header {
+            tick: Some(1_000),
+            ..Header::new(CodecId::Postcard, 100)
+        };
+        let mut out = Vec::new();
+        sealer
+            .seal(&mut header, payload, &mut out)
+            .expect("fresh sealer");
+        frame.extend_from_slice(&out);
+        vectors.insert(name, out);
+    }
+    vectors.insert("frame-two-packets", frame);
 
     // The Noise handshake with fixed keys.
     let server = KeyPair::from_private(key(0x01)).expect("valid key");
@@ -137,6 +163,17 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
         .expect("route 100 is free");
     vectors.insert(
         "protocol-hash-golden",
+        registry.protocol_hash().to_be_bytes().to_vec(),
+    );
+    let mut registry = MessageRegistry::new();
+    registry
+        .register_raw(
+            MessageInfo::new(100, "Golden", Golden::SCHEMA_HASH)
+                .with_direction(Direction::ClientToServer),
+        )
+        .expect("route 100 is free");
+    vectors.insert(
+        "protocol-hash-golden-client-to-server",
         registry.protocol_hash().to_be_bytes().to_vec(),
     );
 

@@ -67,6 +67,46 @@ pub const fn is_reserved_route(route_id: RouteId) -> bool {
     route_id <= *RESERVED_ROUTES.end()
 }
 
+/// Which way a message type may travel. Part of the
+/// [protocol hash](crate::protocol::registry::MessageRegistry::protocol_hash);
+/// a message received in a direction its registration does not allow closes
+/// the session as a protocol violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Direction {
+    /// Sent by clients and by the server.
+    #[default]
+    Both,
+    /// Sent by clients only (inputs, requests).
+    ClientToServer,
+    /// Sent by the server only (snapshots, events).
+    ServerToClient,
+}
+
+impl Direction {
+    /// Whether a client may send this message.
+    #[must_use]
+    pub const fn client_sends(self) -> bool {
+        !matches!(self, Direction::ServerToClient)
+    }
+
+    /// Whether the server may send this message.
+    #[must_use]
+    pub const fn server_sends(self) -> bool {
+        !matches!(self, Direction::ClientToServer)
+    }
+
+    /// The word the protocol hash uses for this direction: 0 both,
+    /// 1 client to server, 2 server to client.
+    #[must_use]
+    pub const fn hash_word(self) -> u64 {
+        match self {
+            Direction::Both => 0,
+            Direction::ClientToServer => 1,
+            Direction::ServerToClient => 2,
+        }
+    }
+}
+
 /// A typed message that can be sent over a Mokosh connection.
 ///
 /// Derive it with `#[derive(GameMessage)]` and `#[route_id = N]`; see the
@@ -81,4 +121,8 @@ pub trait GameMessage:
     const ROUTE_ID: RouteId;
     /// The type's name, used in diagnostics and registry errors.
     const NAME: &'static str;
+    /// Which way the message travels when registered with
+    /// [`MessageRegistry::register`](crate::protocol::registry::MessageRegistry::register);
+    /// [`Direction::Both`] unless the implementation says otherwise.
+    const DIRECTION: Direction = Direction::Both;
 }

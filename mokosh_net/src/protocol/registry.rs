@@ -17,6 +17,11 @@
 //!   is the type's [`TypeId`], not its name.
 //! * [`register_raw`](MessageRegistry::register_raw) has no type identity, so
 //!   any collision with an existing route is a `DuplicateRoute` error.
+//! * Each message has a [`Direction`]: [`register`](MessageRegistry::register)
+//!   uses [`GameMessage::DIRECTION`] (by default [`Direction::Both`]),
+//!   [`register_with`](MessageRegistry::register_with) names it. Registering
+//!   the same type again with another direction is
+//!   [`RegistryError::ConflictingDirection`].
 //! * Routes in [`RESERVED_ROUTES`](crate::protocol::message::RESERVED_ROUTES)
 //!   (`0..=15`) are rejected with [`RegistryError::ReservedRoute`].
 //!   `#[derive(GameMessage)]` already refuses them at compile time; this
@@ -31,16 +36,18 @@
 //!
 //! ```text
 //! protocol_hash = H[ str("mokosh.protocol"), n,
-//!                    route_id_1 as u64, schema_hash_1,
-//!                    route_id_2 as u64, schema_hash_2,
+//!                    route_id_1 as u64, schema_hash_1, direction_1,
+//!                    route_id_2 as u64, schema_hash_2, direction_2,
 //!                    …,
-//!                    route_id_n as u64, schema_hash_n ]
+//!                    route_id_n as u64, schema_hash_n, direction_n ]
 //! ```
 //!
-//! where `n` is the number of registered messages. Message names are not
+//! where `n` is the number of registered messages and `direction_i` is
+//! [`Direction::hash_word`] (0 both, 1 client to server, 2 server to client). Message names are not
 //! hashed separately (for derived messages the type name is already part of
 //! the schema hash). The value does not depend on registration order; adding,
-//! removing or moving a message, or changing any message's schema, changes it.
+//! removing or moving a message, or changing any message's schema or direction,
+//! changes it.
 //! The empty registry hashes to `H[str("mokosh.protocol"), 0]`.
 
 use std::any::TypeId;
@@ -48,7 +55,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map;
 use std::iter::FusedIterator;
 
-use crate::protocol::message::{GameMessage, RouteId, is_reserved_route};
+use crate::protocol::message::{Direction, GameMessage, RouteId, is_reserved_route};
 use crate::protocol::schema::SchemaHasher;
 
 /// What the registry knows about one message type.
@@ -62,23 +69,34 @@ pub struct MessageInfo {
     /// The message type's structural hash
     /// ([`Schema::SCHEMA_HASH`](crate::protocol::schema::Schema::SCHEMA_HASH)).
     pub schema_hash: u64,
+    /// Which way the message may travel.
+    pub direction: Direction,
 }
 
 impl MessageInfo {
-    /// Describes a message by hand (for [`MessageRegistry::register_raw`]).
+    /// Describes a message by hand (for [`MessageRegistry::register_raw`]),
+    /// travelling in both directions.
     #[must_use]
     pub const fn new(route_id: RouteId, name: &'static str, schema_hash: u64) -> Self {
         Self {
             route_id,
             name,
             schema_hash,
+            direction: Direction::Both,
         }
     }
 
-    /// Describes the message type `M`.
+    /// The same description with another direction.
+    #[must_use]
+    pub const fn with_direction(mut self, direction: Direction) -> Self {
+        self.direction = direction;
+        self
+    }
+
+    /// Describes the message type `M` (with [`GameMessage::DIRECTION`]).
     #[must_use]
     pub const fn of<M: GameMessage>() -> Self {
-        Self::new(M::ROUTE_ID, M::NAME, M::SCHEMA_HASH)
+        Self::new(M::ROUTE_ID, M::NAME, M::SCHEMA_HASH).with_direction(M::DIRECTION)
     }
 }
 
@@ -105,6 +123,16 @@ pub enum RegistryError {
         route_id: RouteId,
         /// Name of the message that was refused.
         name: &'static str,
+    },
+    /// The same message type registered again with another direction.
+    #[error("`{name}` is already registered as {existing:?}; cannot register it again as {new:?}")]
+    ConflictingDirection {
+        /// Name of the message.
+        name: &'static str,
+        /// The direction it was registered with.
+        existing: Direction,
+        /// The direction that was refused.
+        new: Direction,
     },
 }
 
@@ -153,10 +181,11 @@ impl MessageRegistry {
         }
     }
 
-    /// Registers the message type `M` on `M::ROUTE_ID`.
+    /// Registers the message type `M` on `M::ROUTE_ID`, travelling in
+    /// [`M::DIRECTION`](GameMessage::DIRECTION) (both ways by default).
     ///
-    /// Re-registering the same type is a no-op. Returns `&mut Self` for
-    /// chaining.
+    /// Re-registering the same type with the same direction is a no-op.
+    /// Returns `&mut Self` for chaining.
     ///
     /// # Errors
     ///
@@ -164,8 +193,34 @@ impl MessageRegistry {
     ///   uses `M::ROUTE_ID`.
     /// * [`RegistryError::ReservedRoute`] if `M::ROUTE_ID` is reserved (only
     ///   possible with a manual `GameMessage` impl).
+    /// * [`RegistryError::ConflictingDirection`] if `M` is already registered
+    ///   with another direction.
     pub fn register<M: GameMessage>(&mut self) -> Result<&mut Self, RegistryError> {
-        self.insert(MessageInfo::of::<M>(), Some(TypeId::of::<M>()))
+        self.register_with::<M>(M::DIRECTION)
+    }
+
+    /// Registers the message type `M` travelling in `direction`. Errors as
+    /// [`register`](Self::register).
+    ///
+    /// ```
+    /// use mokosh_net::protocol::message::Direction;
+    /// use mokosh_net::protocol::registry::MessageRegistry;
+    /// # #[derive(serde::Serialize, serde::Deserialize, mokosh_derive::GameMessage)]
+    /// # #[route_id = 16]
+    /// # struct Input(u8);
+    /// let mut registry = MessageRegistry::new();
+    /// registry.register_with::<Input>(Direction::ClientToServer)?;
+    /// assert!(!registry.get(16).unwrap().direction.server_sends());
+    /// # Ok::<(), mokosh_net::protocol::registry::RegistryError>(())
+    /// ```
+    pub fn register_with<M: GameMessage>(
+        &mut self,
+        direction: Direction,
+    ) -> Result<&mut Self, RegistryError> {
+        self.insert(
+            MessageInfo::of::<M>().with_direction(direction),
+            Some(TypeId::of::<M>()),
+        )
     }
 
     /// Registers a message described by hand, e.g. one that this peer
@@ -203,6 +258,13 @@ impl MessageRegistry {
                         route_id: info.route_id,
                         existing: existing.info.name,
                         new: info.name,
+                    });
+                }
+                if existing.info.direction != info.direction {
+                    return Err(RegistryError::ConflictingDirection {
+                        name: info.name,
+                        existing: existing.info.direction,
+                        new: info.direction,
                     });
                 }
             }
@@ -254,7 +316,8 @@ impl MessageRegistry {
         for entry in self.routes.values() {
             hasher = hasher
                 .write_u64(u64::from(entry.info.route_id))
-                .write_u64(entry.info.schema_hash);
+                .write_u64(entry.info.schema_hash)
+                .write_u64(entry.info.direction.hash_word());
         }
         hasher.finish()
     }

@@ -3,8 +3,9 @@
 //! Each byte carries 7 bits of the value, least significant group first; the high
 //! bit (`0x80`) says another byte follows. Mokosh accepts **only the canonical
 //! (shortest) encoding**: a final byte of `0x00` after another byte is rejected as
-//! [`VarintError::NonCanonical`], and anything that does not fit the target width
-//! is [`VarintError::Overflow`]. This keeps every header byte-for-byte unique,
+//! [`VarintError::NonCanonical`], an encoding longer than any `u64` is
+//! [`VarintError::Overflow`], and a well-formed value above a field's maximum
+//! ([`read_bounded`]) is [`VarintError::OutOfRange`]. This keeps every header byte-for-byte unique,
 //! which matters because headers are authenticated as associated data.
 //!
 //! | value range            | bytes |
@@ -29,9 +30,17 @@ pub enum VarintError {
     /// The varint was longer than necessary (a trailing `0x00` group).
     #[error("varint not in canonical (shortest) form")]
     NonCanonical,
-    /// The value does not fit the expected integer width.
-    #[error("varint overflows the expected width")]
+    /// The encoding is longer than any `u64` (more than 64 bits of value).
+    #[error("varint longer than 64 bits")]
     Overflow,
+    /// A well-formed value above the field's maximum.
+    #[error("value {value} is out of range (maximum {max})")]
+    OutOfRange {
+        /// The decoded value.
+        value: u64,
+        /// The largest value the field allows.
+        max: u64,
+    },
 }
 
 /// How many bytes [`write()`] uses for `value`.
@@ -76,11 +85,12 @@ pub fn read(input: &[u8]) -> Result<(u64, usize), VarintError> {
     }
 }
 
-/// Reads a varint that must fit in `max` (inclusive), e.g. a `u16` route id.
+/// Reads a varint that must be at most `max` (inclusive), e.g. a `u16` route
+/// id; a larger value is [`VarintError::OutOfRange`].
 pub fn read_bounded(input: &[u8], max: u64) -> Result<(u64, usize), VarintError> {
     let (value, used) = read(input)?;
     if value > max {
-        return Err(VarintError::Overflow);
+        return Err(VarintError::OutOfRange { value, max });
     }
     Ok((value, used))
 }
@@ -127,7 +137,18 @@ mod tests {
         assert_eq!(read(&[0xff; 11]), Err(VarintError::Overflow));
         assert_eq!(
             read_bounded(&[0x80, 0x80, 0x04], 65_535),
-            Err(VarintError::Overflow)
+            Err(VarintError::OutOfRange {
+                value: 65_536,
+                max: 65_535
+            })
+        );
+        assert_eq!(
+            VarintError::OutOfRange {
+                value: 65_536,
+                max: 65_535
+            }
+            .to_string(),
+            "value 65536 is out of range (maximum 65535)"
         );
         assert_eq!(read_bounded(&[0xff, 0xff, 0x03], 65_535), Ok((65_535, 3)));
     }
