@@ -29,15 +29,20 @@ pub mod auth;
 pub mod client;
 #[cfg(feature = "runtime")]
 pub mod io;
+pub mod keys;
 #[cfg(feature = "runtime")]
 pub mod metrics;
 pub mod protocol;
+#[cfg(feature = "runtime")]
+mod registration;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "runtime")]
 pub mod shared;
 #[cfg(all(feature = "server", feature = "client"))]
 pub mod testing;
+#[cfg(feature = "runtime")]
+pub mod tick;
 
 /// The items most games need, for `use mokosh_net::prelude::*`.
 pub mod prelude {
@@ -48,17 +53,22 @@ pub mod prelude {
     };
     pub use mokosh_derive::{GameMessage, Schema};
 
+    pub use crate::protocol::Direction;
+
     #[cfg(feature = "client")]
     pub use crate::client::{
-        ClientPluginConfig, ConnectTarget, ConnectedToServer, ConnectionState,
+        ClientPluginConfig, ClientState, ConnectTarget, ConnectedToServer, ConnectionState,
         DisconnectedFromServer, FromServer, MokoshClient, MokoshClientPlugin, ToServer,
         client_connected,
     };
     #[cfg(feature = "server")]
     pub use crate::server::{
         ClientConnected, ClientDisconnected, FromClient, MokoshServer, MokoshServerPlugin,
-        SendTarget, ServerPluginConfig, ToClients,
+        SendTarget, ServerPluginConfig, ServerStartError, ServerStartFailed, ToClients,
+        server_running,
     };
     #[cfg(feature = "runtime")]
     pub use crate::shared::{ClientId, MokoshAppExt};
+    #[cfg(feature = "runtime")]
+    pub use crate::tick::NetworkTick;
 }

@@ -1,6 +1,7 @@
 //! What the server and client plugins share: the message registry resource,
 //! the app extension that registers [`GameMessage`] types, the tokio runtime
-//! resource, client ids and time.
+//! resource, client ids and time. Nothing here depends on the server or the
+//! client: they depend on it.
 
 use std::sync::Arc;
 #[cfg(any(feature = "server", feature = "client"))]
@@ -12,6 +13,7 @@ use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time};
 
 use crate::io::IoRuntime;
+use crate::protocol::message::Direction;
 use crate::protocol::{GameMessage, MessageRegistry};
 
 /// A client's id, assigned by the server at connection (never reused while the
@@ -26,13 +28,18 @@ impl core::fmt::Display for ClientId {
     }
 }
 
-/// The message types this app speaks. Filled by
-/// [`MokoshAppExt::add_game_message`]; frozen (and then immutable) the first
-/// time a connection needs its protocol hash.
+/// The message types this app speaks. Filled by [`MokoshAppExt`]; frozen (and
+/// then immutable) the first time a connection needs its protocol hash.
+///
+/// It also remembers, for each message, how the server and client plugins add
+/// its typed messages and systems, so that a plugin added after the message
+/// (or before it) hooks it up in [`Plugin::finish`](bevy_app::Plugin::finish).
 #[derive(Resource, Debug, Default)]
 pub struct ProtocolRegistry {
     registry: MessageRegistry,
     frozen: Option<Arc<MessageRegistry>>,
+    hooks: Vec<MessageHooks>,
+    finished: [bool; 2],
 }
 
 impl ProtocolRegistry {
@@ -47,6 +54,95 @@ impl ProtocolRegistry {
         self.frozen
             .get_or_insert_with(|| Arc::new(self.registry.clone()))
             .clone()
+    }
+}
+
+/// A side of the connection, for the per-side message hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Server = 0,
+    Client = 1,
+}
+
+/// Adds one side's typed messages and systems for one message type, given
+/// the directions it travels in.
+pub(crate) type MessageHook = fn(&mut App, Direction);
+
+/// How each side hooks up one registered message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageHooks {
+    pub(crate) direction: Direction,
+    pub(crate) server: MessageHook,
+    pub(crate) client: MessageHook,
+}
+
+impl MessageHooks {
+    fn run(self, app: &mut App, side: Side) {
+        match side {
+            Side::Server => (self.server)(app, self.direction),
+            Side::Client => (self.client)(app, self.direction),
+        }
+    }
+}
+
+/// Registers `M` travelling in `direction` and records its hooks: sides whose
+/// plugin already finished get their systems now, the others in their
+/// plugin's `finish`. Re-registering a type with the same direction does
+/// nothing.
+///
+/// # Panics
+/// As [`MokoshAppExt::add_game_message`].
+pub(crate) fn register_message<M: GameMessage>(
+    app: &mut App,
+    direction: Direction,
+    server: MessageHook,
+    client: MessageHook,
+) {
+    let hooks = MessageHooks {
+        direction,
+        server,
+        client,
+    };
+    let finished = {
+        let mut protocol = app
+            .world_mut()
+            .get_resource_or_insert_with(ProtocolRegistry::default);
+        assert!(
+            protocol.frozen.is_none(),
+            "registering {} after a connection started: register every message before running the app",
+            M::NAME
+        );
+        let known = protocol.registry.get(M::ROUTE_ID).is_some();
+        if let Err(error) = protocol.registry.register_with::<M>(direction) {
+            panic!("registering {}: {error}", M::NAME);
+        }
+        if known {
+            return;
+        }
+        protocol.hooks.push(hooks);
+        protocol.finished
+    };
+    for side in [Side::Server, Side::Client] {
+        if finished[side as usize] {
+            hooks.run(app, side);
+        }
+    }
+}
+
+/// Called from a plugin's `finish`: adds `side`'s systems for every message
+/// registered so far; later registrations add theirs at once.
+// Used by the plugins only (a `runtime`-only build has none).
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) fn finish_side(app: &mut App, side: Side) {
+    let hooks = {
+        let mut protocol = app
+            .world_mut()
+            .get_resource_or_insert_with(ProtocolRegistry::default);
+        protocol.finished[side as usize] = true;
+        protocol.hooks.clone()
+    };
+    for hook in hooks {
+        hook.run(app, side);
     }
 }
 
@@ -72,49 +168,36 @@ pub(crate) fn ensure_runtime(app: &mut App, worker_threads: usize) -> Arc<IoRunt
 }
 
 /// Registers game message types with the Mokosh plugins.
+///
+/// Call it before or after adding the plugins: each plugin adds the typed
+/// messages and systems of every registered message when the app finishes
+/// building ([`Plugin::finish`](bevy_app::Plugin::finish)). Only the systems
+/// for the directions a message travels in are added:
+///
+/// | registered with | server gets | client gets |
+/// |-----------------|-------------|-------------|
+/// | [`add_client_message`](Self::add_client_message) | `FromClient<M>` | `ToServer<M>` |
+/// | [`add_server_message`](Self::add_server_message) | `ToClients<M>` | `FromServer<M>` |
+/// | [`add_game_message`](Self::add_game_message) (both ways) | both | both |
+///
+/// The direction is part of the protocol hash, so both ends must register a
+/// message the same way.
+///
+/// # Panics
+/// Each method panics if another type already uses `M`'s route id, if `M` was
+/// registered before with another direction, or if a connection already froze
+/// the registry. All are programming errors caught at start-up.
 pub trait MokoshAppExt {
-    /// Registers `M`: adds it to the [`ProtocolRegistry`] and, for each Mokosh
-    /// plugin already added, its typed messages and systems (server:
-    /// `FromClient<M>` / `ToClients<M>`; client: `FromServer<M>` /
-    /// `ToServer<M>`). Add the plugins first.
-    ///
-    /// # Panics
-    /// If another type already uses `M`'s route id, or a connection already
-    /// froze the registry. Both are programming errors caught at start-up.
+    /// Registers `M` in the direction it declares
+    /// ([`GameMessage::DIRECTION`], both ways unless its implementation says
+    /// otherwise).
     fn add_game_message<M: GameMessage>(&mut self) -> &mut Self;
-}
 
-impl MokoshAppExt for App {
-    fn add_game_message<M: GameMessage>(&mut self) -> &mut Self {
-        {
-            let mut protocol = self
-                .world_mut()
-                .get_resource_or_insert_with(ProtocolRegistry::default);
-            assert!(
-                protocol.frozen.is_none(),
-                "add_game_message::<{}>() after a connection started: register every message before running the app",
-                M::NAME
-            );
-            if let Err(error) = protocol.registry.register::<M>() {
-                panic!("add_game_message::<{}>(): {error}", M::NAME);
-            }
-        }
-        #[cfg(feature = "server")]
-        if self
-            .world()
-            .contains_resource::<crate::server::MokoshServer>()
-        {
-            crate::server::add_message_systems::<M>(self);
-        }
-        #[cfg(feature = "client")]
-        if self
-            .world()
-            .contains_resource::<crate::client::MokoshClient>()
-        {
-            crate::client::add_message_systems::<M>(self);
-        }
-        self
-    }
+    /// Registers `M` as sent by clients to the server only (inputs, requests).
+    fn add_client_message<M: GameMessage>(&mut self) -> &mut Self;
+
+    /// Registers `M` as sent by the server to clients only (snapshots, events).
+    fn add_server_message<M: GameMessage>(&mut self) -> &mut Self;
 }
 
 /// The time sessions see: the app's real-time clock as of this update (so a

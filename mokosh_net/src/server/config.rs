@@ -27,7 +27,22 @@ pub enum ServerTransport {
     Memory,
 }
 
-/// Everything the server plugin needs.
+/// Everything the server plugin needs. Start from
+/// [`websocket`](Self::websocket) or [`memory`](Self::memory) and change what
+/// you need with the `with_*` builders:
+///
+/// ```
+/// use std::sync::Arc;
+/// use mokosh_net::auth::DevAuthProvider;
+/// use mokosh_net::protocol::KeyPair;
+/// use mokosh_net::server::ServerPluginConfig;
+///
+/// let config = ServerPluginConfig::websocket("0.0.0.0:8080".parse().unwrap(), KeyPair::generate().unwrap())
+///     .with_auth(Arc::new(DevAuthProvider::new()))
+///     .with_metrics("127.0.0.1:9100".parse().unwrap())
+///     .with_worker_threads(2);
+/// assert_eq!(config.worker_threads, 2);
+/// ```
 #[derive(Clone)]
 pub struct ServerPluginConfig {
     /// Where to listen.
@@ -73,6 +88,63 @@ impl ServerPluginConfig {
     /// An in-memory server (see [`ServerTransport::Memory`]).
     pub fn memory(keypair: KeyPair) -> Self {
         Self::with_transport(ServerTransport::Memory, keypair)
+    }
+
+    /// Who may connect (see [`crate::auth`]); replaces the default provider.
+    #[must_use]
+    pub fn with_auth(mut self, provider: Arc<dyn AuthProvider>) -> Self {
+        self.auth = Some(provider);
+        self
+    }
+
+    /// Serves Prometheus text on `http://ADDR/metrics` (bind it to loopback or
+    /// a private interface: the endpoint has no authentication).
+    #[must_use]
+    pub fn with_metrics(mut self, addr: SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Protocol settings; the IO limits follow (the largest frame matches the
+    /// largest message).
+    #[must_use]
+    pub fn with_session(mut self, session: SessionConfig) -> Self {
+        self.io = IoConfig {
+            max_frame_len: io_config_for(&session).max_frame_len,
+            handshake_timeout: session.handshake_timeout,
+            ..self.io
+        };
+        self.session = session;
+        self
+    }
+
+    /// IO settings: queue caps, connection caps, Origin allow-list.
+    #[must_use]
+    pub fn with_io(mut self, io: IoConfig) -> Self {
+        self.io = io;
+        self
+    }
+
+    /// Worker threads of the IO runtime (at least one).
+    #[must_use]
+    pub fn with_worker_threads(mut self, worker_threads: usize) -> Self {
+        self.worker_threads = worker_threads;
+        self
+    }
+
+    /// Limits applied when decoding typed messages.
+    #[must_use]
+    pub fn with_decode_limits(mut self, decode_limits: DecodeLimits) -> Self {
+        self.decode_limits = decode_limits;
+        self
+    }
+
+    /// No encryption: anyone on the path reads and changes traffic. For local
+    /// tests and trusted networks only.
+    #[must_use]
+    pub fn plaintext(mut self) -> Self {
+        self.security = ServerSecurity::Plaintext;
+        self
     }
 
     fn with_transport(transport: ServerTransport, keypair: KeyPair) -> Self {

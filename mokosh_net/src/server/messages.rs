@@ -8,7 +8,7 @@ use bevy_ecs::prelude::*;
 use super::components::NetSession;
 use super::{MokoshServer, MokoshServerSystems};
 use crate::metrics::Rejection;
-use crate::protocol::{DisconnectReason, GameMessage, ReceivedMessage, Session};
+use crate::protocol::{Direction, DisconnectReason, GameMessage, ReceivedMessage, Session};
 use crate::shared::ClientId;
 
 /// A typed message from a client.
@@ -57,6 +57,28 @@ impl<M: GameMessage> ToClients<M> {
             correlation_id: None,
         }
     }
+
+    /// A message for one client.
+    pub fn to(client: ClientId, message: M) -> Self {
+        Self::new(SendTarget::Client(client), message)
+    }
+
+    /// A message for every connected client.
+    pub fn all(message: M) -> Self {
+        Self::new(SendTarget::All, message)
+    }
+
+    /// A message for every connected client but `client`.
+    pub fn all_except(client: ClientId, message: M) -> Self {
+        Self::new(SendTarget::AllExcept(client), message)
+    }
+
+    /// The same message, answering the request with `correlation_id`.
+    #[must_use]
+    pub fn with_correlation_id(mut self, correlation_id: u64) -> Self {
+        self.correlation_id = Some(correlation_id);
+        self
+    }
 }
 
 pub(super) struct Pending {
@@ -71,19 +93,22 @@ pub(super) struct ServerInbox {
     pub(super) by_route: HashMap<u16, Vec<Pending>>,
 }
 
-/// Adds `FromClient<M>` / `ToClients<M>` and their systems. Called by
-/// [`MokoshAppExt::add_game_message`].
-pub(crate) fn add_message_systems<M: GameMessage>(app: &mut App) {
-    app.add_message::<FromClient<M>>()
-        .add_message::<ToClients<M>>()
-        .add_systems(
+/// Adds the server side of message `M`: `FromClient<M>` and its dispatcher if
+/// clients send it, `ToClients<M>` and its sender if the server does. Run by
+/// the plugin's `finish` (see [`MokoshAppExt`](crate::shared::MokoshAppExt)).
+pub(crate) fn add_message_systems<M: GameMessage>(app: &mut App, direction: Direction) {
+    if direction.client_sends() {
+        app.add_message::<FromClient<M>>().add_systems(
             FixedPreUpdate,
             dispatch_system::<M>.in_set(MokoshServerSystems::Dispatch),
-        )
-        .add_systems(
+        );
+    }
+    if direction.server_sends() {
+        app.add_message::<ToClients<M>>().add_systems(
             FixedPostUpdate,
             send_system::<M>.in_set(MokoshServerSystems::Send),
         );
+    }
 }
 
 fn dispatch_system<M: GameMessage>(

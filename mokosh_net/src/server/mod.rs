@@ -59,7 +59,7 @@ use crate::io::{self, ConnectionId, IoEvent, ServerEndpoint};
 use crate::metrics::{Metrics, MetricsServer};
 use crate::protocol::{DisconnectReason, ServerConfig, ServerSecurity};
 pub use crate::shared::{ClientId, MokoshAppExt};
-use crate::shared::{ProtocolRegistry, ensure_runtime};
+use crate::shared::{ProtocolRegistry, Side, ensure_runtime, finish_side};
 use lifecycle::{AuthOutcome, process_session_events};
 use messages::ServerInbox;
 use receive::{deliver_system, rate_limit_system, receive_system};
@@ -112,9 +112,7 @@ pub enum MokoshServerSystems {
 
 impl Plugin for MokoshServerPlugin {
     fn build(&self, app: &mut App) {
-        if !app.is_plugin_added::<bevy_time::TimePlugin>() {
-            app.add_plugins(bevy_time::TimePlugin);
-        }
+        crate::tick::ensure_tick_plugin(app);
         let runtime = ensure_runtime(app, self.config.worker_threads);
         app.init_resource::<ProtocolRegistry>();
         let (auth_sender, auth_results) = crossbeam_channel::unbounded();
@@ -136,9 +134,11 @@ impl Plugin for MokoshServerPlugin {
             auth_results,
             metrics: Arc::new(Metrics::default()),
             metrics_server: None,
+            start_error: None,
             runtime,
         });
         app.init_resource::<ServerInbox>();
+        app.add_message::<ServerStartFailed>();
         app.add_message::<ClientConnected>()
             .add_message::<ClientDisconnected>()
             .add_message::<ConnectionRejected>()
@@ -176,19 +176,16 @@ impl Plugin for MokoshServerPlugin {
             FixedPreUpdate,
             flush_system.after(MokoshServerSystems::Dispatch),
         );
-        // Message systems are added by `add_game_message`, which needs the plugin
-        // to be there first.
-        let registered: Vec<u16> = app
-            .world()
-            .resource::<ProtocolRegistry>()
-            .registry()
-            .iter()
-            .map(|info| info.route_id)
-            .collect();
-        assert!(
-            registered.is_empty(),
-            "add MokoshServerPlugin before calling add_game_message (routes {registered:?} were registered first)"
-        );
+    }
+
+    /// Adds `TimePlugin` unless the app already has it (from `MinimalPlugins`
+    /// or `DefaultPlugins`, added before or after this plugin), and the typed
+    /// systems of every registered message.
+    fn finish(&self, app: &mut App) {
+        if !app.is_plugin_added::<bevy_time::TimePlugin>() {
+            app.add_plugins(bevy_time::TimePlugin);
+        }
+        finish_side(app, Side::Server);
     }
 }
 
@@ -209,6 +206,7 @@ pub struct MokoshServer {
     auth_results: Receiver<AuthOutcome>,
     metrics: Arc<Metrics>,
     metrics_server: Option<MetricsServer>,
+    start_error: Option<Arc<ServerStartError>>,
     /// Keeps the IO runtime alive until this resource is gone (declared last:
     /// dropped after the endpoint).
     runtime: Arc<crate::io::IoRuntime>,
@@ -255,6 +253,16 @@ impl MokoshServer {
         self.clients.get(&client).copied()
     }
 
+    /// Why start-up failed, if it did (also sent once as [`ServerStartFailed`]).
+    pub fn start_error(&self) -> Option<&ServerStartError> {
+        self.start_error.as_deref()
+    }
+
+    /// Whether the server is listening (start-up ran and binding succeeded).
+    pub fn is_running(&self) -> bool {
+        self.endpoint.is_some()
+    }
+
     /// The server's public key (clients pin it), unless it runs in plaintext.
     pub fn public_key(&self) -> Option<crate::protocol::PublicKey> {
         match &self.config.security {
@@ -264,11 +272,60 @@ impl MokoshServer {
     }
 }
 
+/// Why the server could not start. Start-up never panics: the error is kept
+/// in [`MokoshServer::start_error`] and sent as a [`ServerStartFailed`]
+/// message, so the app can log it, retry or exit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerStartError {
+    /// The listening address could not be bound (in use, no permission, ...).
+    /// The server does not run.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics address could not be bound. The game server runs; only
+    /// the metrics endpoint is missing.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Sent (in `Startup`) when the server could not start; see
+/// [`ServerStartError`].
+#[derive(Message, Debug, Clone)]
+pub struct ServerStartFailed {
+    /// What failed.
+    pub error: Arc<ServerStartError>,
+}
+
+/// Run condition: the server is listening. False before start-up and after a
+/// failed one.
+pub fn server_running(server: Option<Res<MokoshServer>>) -> bool {
+    server.is_some_and(|server| server.is_running())
+}
+
 fn start_server(
     mut server: ResMut<MokoshServer>,
     mut protocol: ResMut<ProtocolRegistry>,
     mut commands: Commands,
+    mut failures: MessageWriter<ServerStartFailed>,
 ) {
+    let mut fail = |server: &mut MokoshServer, error: ServerStartError| {
+        tracing::error!(%error, "mokosh server start-up failed");
+        let error = Arc::new(error);
+        server.start_error = Some(error.clone());
+        failures.write(ServerStartFailed { error });
+    };
     let registry = protocol.frozen();
     server.protocol = Some(Arc::new(ServerConfig {
         security: server.config.security.clone(),
@@ -279,14 +336,14 @@ fn start_server(
         ServerTransport::WebSocket(addr) => {
             match io::websocket::listen(&server.runtime, addr, server.config.io.clone()) {
                 Ok(endpoint) => endpoint,
-                Err(error) => panic!("cannot listen on {addr}: {error}"),
+                Err(source) => return fail(&mut server, ServerStartError::Bind { addr, source }),
             }
         }
         #[cfg(feature = "tls")]
         ServerTransport::WebSocketTls { addr, tls } => {
             match io::websocket::listen_tls(&server.runtime, addr, server.config.io.clone(), tls) {
                 Ok(endpoint) => endpoint,
-                Err(error) => panic!("cannot listen on {addr}: {error}"),
+                Err(source) => return fail(&mut server, ServerStartError::Bind { addr, source }),
             }
         }
         ServerTransport::Memory => {
@@ -308,7 +365,7 @@ fn start_server(
                 tracing::info!(addr = %metrics_server.local_addr(), "metrics served at /metrics");
                 server.metrics_server = Some(metrics_server);
             }
-            Err(error) => panic!("cannot serve metrics on {addr}: {error}"),
+            Err(source) => fail(&mut server, ServerStartError::Metrics { addr, source }),
         }
     }
 }

@@ -1,8 +1,12 @@
 //! `MokoshClientPlugin`: a Bevy app connects to a Mokosh server.
 //!
 //! The [`MokoshClient`] resource connects and disconnects; [`ConnectionState`]
-//! says where it is (use the [`client_connected`] run condition); typed
-//! messages arrive as [`FromServer<M>`] and leave as [`ToServer<M>`].
+//! says where it is (use the [`client_connected`] run condition), and the
+//! [`ClientState`] Bevy state follows it (for `OnEnter(ClientState::Connected)`);
+//! typed messages arrive as [`FromServer<M>`] and leave as [`ToServer<M>`].
+//! The game's simulation runs in `FixedUpdate`, between receive and send; see
+//! [`crate::tick`] for the network tick and why rollback can re-run
+//! `FixedUpdate` alone.
 //!
 //! | set | schedule | what it does |
 //! |-----|----------|--------------|
@@ -11,6 +15,35 @@
 //! | (your game) | `FixedUpdate` | reads `FromServer<M>`, writes [`ToServer<M>`] |
 //! | [`MokoshClientSystems::Send`] | `FixedPostUpdate` | serializes and seals `ToServer<M>` |
 //! | [`MokoshClientSystems::Flush`] | `FixedPostUpdate` | keepalive and timeouts; frames → IO layer |
+//!
+//! ```no_run
+//! use bevy_app::{App, FixedUpdate, ScheduleRunnerPlugin};
+//! use bevy_ecs::prelude::*;
+//! use bevy_state::prelude::OnEnter;
+//! use mokosh_net::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize, GameMessage)]
+//! #[route_id = 100]
+//! struct Chat { text: String }
+//!
+//! fn hello(mut outbox: MessageWriter<ToServer<Chat>>) {
+//!     outbox.write(ToServer::new(Chat { text: "hello".into() }));
+//! }
+//!
+//! fn connect(mut client: ResMut<MokoshClient>) {
+//!     client.connect(ConnectTarget::WebSocket("ws://127.0.0.1:8080".into()));
+//! }
+//!
+//! # let server_key = KeyPair::generate().unwrap().public();
+//! App::new()
+//!     .add_plugins(ScheduleRunnerPlugin::run_loop(std::time::Duration::from_millis(5)))
+//!     .add_plugins(MokoshClientPlugin::new(ClientPluginConfig::new(server_key, "player-1")))
+//!     .add_game_message::<Chat>()
+//!     .add_systems(bevy_app::Startup, connect)
+//!     .add_systems(OnEnter(ClientState::Connected), hello)
+//!     .run();
+//! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,59 +52,23 @@ use std::time::{Duration, Instant};
 use bevy_app::{App, FixedPostUpdate, FixedPreUpdate, Plugin};
 use bevy_ecs::prelude::*;
 
-use crate::io::{self, ClientEndpoint, CloseCause, ConnectionLink, IoConfig, IoEvent, LinkError};
+use crate::io::{self, ClientEndpoint, CloseCause, ConnectionLink, IoEvent, LinkError};
 use crate::protocol::{
-    ClientConfig, ClientSecurity, DecodeLimits, DisconnectReason, GameMessage, Initiator,
-    PacketError, ReceivedMessage, RttEstimate, Session, SessionConfig, SessionEvent, SessionStats,
+    ClientConfig, DisconnectReason, Initiator, PacketError, ReceivedMessage, RttEstimate, Session,
+    SessionEvent, SessionStats,
 };
 pub use crate::shared::{ClientId, MokoshAppExt};
-use crate::shared::{ProtocolRegistry, ensure_runtime, io_config_for, now};
+use crate::shared::{ProtocolRegistry, Side, ensure_runtime, finish_side, now};
+use state::set_connection_state;
 
-/// Everything the client plugin needs.
-#[derive(Debug, Clone)]
-pub struct ClientPluginConfig {
-    /// The pinned server key (or explicit plaintext).
-    pub security: ClientSecurity,
-    /// Credentials for the server's authentication provider.
-    pub auth_token: Vec<u8>,
-    /// Protocol settings: codec and compression preferences, limits.
-    pub session: SessionConfig,
-    /// IO settings.
-    pub io: IoConfig,
-    /// Worker threads of the IO runtime.
-    pub worker_threads: usize,
-    /// Limits applied when decoding typed messages.
-    pub decode_limits: DecodeLimits,
-}
+mod config;
+mod messages;
+mod state;
 
-impl ClientPluginConfig {
-    /// A client that pins `server_key` and presents `auth_token`.
-    ///
-    /// The rate limits apply to what the *server* sends; they default to
-    /// 2,000 messages/s and 8 MiB/s (far above a 60 Hz snapshot stream plus
-    /// events), so only a runaway server trips them.
-    pub fn new(server_key: crate::protocol::PublicKey, auth_token: impl Into<Vec<u8>>) -> Self {
-        let session = SessionConfig {
-            rate_limit: crate::protocol::RateLimitConfig {
-                messages_per_sec: 2_000,
-                message_burst: 4_000,
-                bytes_per_sec: 8 * 1024 * 1024,
-                byte_burst: 16 * 1024 * 1024,
-                violation_burst: 200,
-            },
-            ..SessionConfig::default()
-        };
-        let io = io_config_for(&session);
-        ClientPluginConfig {
-            security: ClientSecurity::Pinned(server_key),
-            auth_token: auth_token.into(),
-            session,
-            io,
-            worker_threads: 1,
-            decode_limits: DecodeLimits::default(),
-        }
-    }
-}
+pub use config::*;
+pub(crate) use messages::add_message_systems;
+pub use messages::{FromServer, ToServer};
+pub use state::*;
 
 /// Adds the client. See the module docs.
 pub struct MokoshClientPlugin {
@@ -100,9 +97,7 @@ pub enum MokoshClientSystems {
 
 impl Plugin for MokoshClientPlugin {
     fn build(&self, app: &mut App) {
-        if !app.is_plugin_added::<bevy_time::TimePlugin>() {
-            app.add_plugins(bevy_time::TimePlugin);
-        }
+        crate::tick::ensure_tick_plugin(app);
         let runtime = ensure_runtime(app, self.config.worker_threads);
         app.init_resource::<ProtocolRegistry>();
         app.insert_resource(MokoshClient {
@@ -140,6 +135,21 @@ impl Plugin for MokoshClientPlugin {
             FixedPreUpdate,
             flush_system.after(MokoshClientSystems::Dispatch),
         );
+    }
+
+    /// Adds `TimePlugin` and `StatesPlugin` unless the app already has them
+    /// (from `MinimalPlugins` or `DefaultPlugins`, added before or after this
+    /// plugin), the [`ClientState`] state, and the typed systems of every
+    /// registered message.
+    fn finish(&self, app: &mut App) {
+        if !app.is_plugin_added::<bevy_time::TimePlugin>() {
+            app.add_plugins(bevy_time::TimePlugin);
+        }
+        if !app.is_plugin_added::<bevy_state::app::StatesPlugin>() {
+            app.add_plugins(bevy_state::app::StatesPlugin);
+        }
+        bevy_state::app::AppExtStates::init_state::<ClientState>(app);
+        finish_side(app, Side::Client);
     }
 }
 
@@ -266,74 +276,6 @@ impl Drop for MokoshClient {
     }
 }
 
-/// Where the client is.
-#[derive(Resource, Debug, Clone, PartialEq, Eq)]
-pub enum ConnectionState {
-    /// Not connected; `last` says why the previous connection ended.
-    Disconnected {
-        /// Why the last connection ended, if there was one.
-        last: Option<DisconnectReason>,
-    },
-    /// Transport or handshake in progress.
-    Connecting,
-    /// Connected and authenticated.
-    Connected {
-        /// The id the server assigned.
-        client_id: ClientId,
-    },
-}
-
-/// Run condition: the client is connected.
-pub fn client_connected(state: Option<Res<ConnectionState>>) -> bool {
-    matches!(state.as_deref(), Some(ConnectionState::Connected { .. }))
-}
-
-/// The handshake completed.
-#[derive(Message, Debug, Clone, Copy)]
-pub struct ConnectedToServer {
-    /// The id the server assigned.
-    pub client_id: ClientId,
-}
-
-/// The connection ended (or never came up).
-#[derive(Message, Debug, Clone)]
-pub struct DisconnectedFromServer {
-    /// Why.
-    pub reason: DisconnectReason,
-    /// Who ended it.
-    pub initiator: Initiator,
-    /// Detail text (from the server when it ended the session).
-    pub detail: String,
-}
-
-/// A typed message from the server.
-#[derive(Message, Debug, Clone)]
-pub struct FromServer<M: GameMessage> {
-    /// The message.
-    pub message: M,
-    /// The correlation id the server set, if any.
-    pub correlation_id: Option<u64>,
-}
-
-/// A typed message for the server.
-#[derive(Message, Debug, Clone)]
-pub struct ToServer<M: GameMessage> {
-    /// The message.
-    pub message: M,
-    /// Correlation id to set (for requests).
-    pub correlation_id: Option<u64>,
-}
-
-impl<M: GameMessage> ToServer<M> {
-    /// A message without a correlation id.
-    pub fn new(message: M) -> Self {
-        ToServer {
-            message,
-            correlation_id: None,
-        }
-    }
-}
-
 fn receive_system(world: &mut World) {
     let now = now(world);
     world.resource_scope::<MokoshClient, _>(|world, mut client| {
@@ -437,7 +379,7 @@ fn start_connect(world: &mut World, client: &mut MokoshClient, target: ConnectTa
     // may be cut short by the reconnect).
     client.endpoint = Some(endpoint);
     client.closing = false;
-    *world.resource_mut::<ConnectionState>() = ConnectionState::Connecting;
+    set_connection_state(world, ConnectionState::Connecting);
 }
 
 fn process_events(world: &mut World, client: &mut MokoshClient) {
@@ -449,7 +391,7 @@ fn process_events(world: &mut World, client: &mut MokoshClient) {
             SessionEvent::Connected { client_id, .. } => {
                 let client_id = ClientId(client_id);
                 tracing::info!(%client_id, "connected to the server");
-                *world.resource_mut::<ConnectionState>() = ConnectionState::Connected { client_id };
+                set_connection_state(world, ConnectionState::Connected { client_id });
                 world.write_message(ConnectedToServer { client_id });
             }
             SessionEvent::Message(message) => {
@@ -501,7 +443,7 @@ fn finish(
     }
     client.inbox.clear();
     tracing::info!(%reason, ?initiator, %detail, "disconnected from the server");
-    *world.resource_mut::<ConnectionState>() = ConnectionState::Disconnected { last: Some(reason) };
+    set_connection_state(world, ConnectionState::Disconnected { last: Some(reason) });
     world.write_message(DisconnectedFromServer {
         reason,
         initiator,
@@ -537,61 +479,4 @@ fn flush_system(world: &mut World) {
         process_events(world, client);
         client.inbox.clear();
     });
-}
-
-/// Adds `FromServer<M>` / `ToServer<M>` and their systems. Called by
-/// [`MokoshAppExt::add_game_message`].
-pub(crate) fn add_message_systems<M: GameMessage>(app: &mut App) {
-    app.add_message::<FromServer<M>>()
-        .add_message::<ToServer<M>>()
-        .add_systems(
-            FixedPreUpdate,
-            dispatch_system::<M>.in_set(MokoshClientSystems::Dispatch),
-        )
-        .add_systems(
-            FixedPostUpdate,
-            send_system::<M>.in_set(MokoshClientSystems::Send),
-        );
-}
-
-fn dispatch_system<M: GameMessage>(
-    mut client: ResMut<MokoshClient>,
-    mut writer: MessageWriter<FromServer<M>>,
-) {
-    let Some(pending) = client.inbox.remove(&M::ROUTE_ID) else {
-        return;
-    };
-    for message in pending {
-        match message.decode::<M>(&client.config.decode_limits) {
-            Ok(decoded) => {
-                writer.write(FromServer {
-                    message: decoded,
-                    correlation_id: message.correlation_id,
-                });
-            }
-            Err(error) => {
-                tracing::error!(route = M::ROUTE_ID, %error, "undecodable message from the server");
-                if let Some(session) = client.session.as_mut() {
-                    session.disconnect(DisconnectReason::ProtocolViolation, "undecodable message");
-                }
-            }
-        }
-    }
-}
-
-fn send_system<M: GameMessage>(
-    mut reader: MessageReader<ToServer<M>>,
-    mut client: ResMut<MokoshClient>,
-) {
-    for outgoing in reader.read() {
-        let Some(session) = client.session.as_mut().filter(|s| s.is_connected()) else {
-            tracing::debug!(route = M::ROUTE_ID, "not connected: message dropped");
-            continue;
-        };
-        if let Err(error) =
-            session.send_message_correlated(&outgoing.message, outgoing.correlation_id)
-        {
-            tracing::warn!(route = M::ROUTE_ID, %error, "message not sent");
-        }
-    }
 }
