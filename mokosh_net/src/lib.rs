@@ -9,7 +9,7 @@
 //!        → FixedUpdate game systems → snapshot/send systems → channel → IO task → socket
 //! ```
 //!
-//! This crate currently provides the innermost piece every stage relies on:
+//! The parts:
 //!
 //! * [`protocol`] — the **sans-IO** protocol core: envelope, codecs,
 //!   compression, Noise handshake + ChaCha20-Poly1305 sealing, replay window,
@@ -17,6 +17,17 @@
 //!   go in; bytes and events come out. Nothing in it opens a socket, reads a
 //!   clock, or depends on tokio or Bevy, which is what makes it deterministic to
 //!   test and fuzz.
+//! * [`server`] / [`client`] — the Bevy plugins (`server` / `client`
+//!   features), configured with builders such as
+//!   `ServerPluginConfig::websocket(addr, keypair).with_auth(provider).with_metrics(addr)`.
+//! * [`shared`] — what both plugins share; register messages with
+//!   `add_client_message`, `add_server_message` or `add_game_message`, before
+//!   or after the plugins.
+//! * [`tick`] — the [`NetworkTick`](tick::NetworkTick) and the schedule rule
+//!   rollback relies on: the game's simulation alone in `FixedUpdate`.
+//! * [`io`], [`metrics`], [`auth`] — transports, counters, authentication
+//!   providers; [`keys`] — key files ([`KeyPair::load_or_generate`](protocol::KeyPair::load_or_generate));
+//!   [`testing`] — a server and N clients in one process on virtual time.
 //!
 //! The byte-exact wire format is specified in `docs/PROTOCOL.md`.
 

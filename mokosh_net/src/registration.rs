@@ -23,30 +23,16 @@ impl MokoshAppExt for App {
 }
 
 fn add<M: GameMessage>(app: &mut App, direction: Direction) -> &mut App {
-    register_message::<M>(app, direction, server_hook::<M>(), client_hook::<M>());
-    app
-}
-
-fn server_hook<M: GameMessage>() -> MessageHook {
     #[cfg(feature = "server")]
-    {
-        crate::server::add_message_systems::<M>
-    }
+    let server: MessageHook = crate::server::add_message_systems::<M>;
     #[cfg(not(feature = "server"))]
-    {
-        no_systems
-    }
-}
-
-fn client_hook<M: GameMessage>() -> MessageHook {
+    let server: MessageHook = no_systems;
     #[cfg(feature = "client")]
-    {
-        crate::client::add_message_systems::<M>
-    }
+    let client: MessageHook = crate::client::add_message_systems::<M>;
     #[cfg(not(feature = "client"))]
-    {
-        no_systems
-    }
+    let client: MessageHook = no_systems;
+    register_message::<M>(app, direction, server, client);
+    app
 }
 
 /// The hook of a side compiled out of this build.

@@ -38,10 +38,11 @@ pub fn headless_app() -> App {
 
 /// A headless server app on the in-memory transport. `configure` can change
 /// the plugin configuration (auth provider, limits, ...). Register messages on
-/// the returned app with `add_game_message`.
+/// the returned app with [`MokoshAppExt`](crate::shared::MokoshAppExt) (before
+/// [`TestNetwork::new`], which finishes the app).
 pub fn server_app(keypair: KeyPair, configure: impl FnOnce(&mut ServerPluginConfig)) -> App {
-    let mut config = ServerPluginConfig::memory(keypair);
-    config.auth = Some(std::sync::Arc::new(crate::auth::DevAuthProvider::new()));
+    let mut config = ServerPluginConfig::memory(keypair)
+        .with_auth(std::sync::Arc::new(crate::auth::DevAuthProvider::new()));
     configure(&mut config);
     let mut app = headless_app();
     app.add_plugins(MokoshServerPlugin::new(config));

@@ -10,6 +10,7 @@
 //!
 //! | set | schedule | what it does |
 //! |-----|----------|--------------|
+//! | [`MokoshTickSystems::Advance`](crate::tick::MokoshTickSystems::Advance) | `FixedFirst` | [`NetworkTick`](crate::tick::NetworkTick) + 1 |
 //! | [`MokoshClientSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; opens and verifies packets; connection state |
 //! | [`MokoshClientSystems::Dispatch`] | `FixedPreUpdate` | typed [`FromServer<M>`] messages |
 //! | (your game) | `FixedUpdate` | reads `FromServer<M>`, writes [`ToServer<M>`] |

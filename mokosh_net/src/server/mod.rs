@@ -9,18 +9,23 @@
 //!
 //! | set | schedule | what it does |
 //! |-----|----------|--------------|
+//! | [`MokoshTickSystems::Advance`](crate::tick::MokoshTickSystems::Advance) | `FixedFirst` | [`NetworkTick`](crate::tick::NetworkTick) + 1 |
 //! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`](crate::protocol::Session::open_packet)); runs the handshake and authentication; emits [`ClientConnected`] / [`ClientDisconnected`] |
 //! | [`MokoshServerSystems::RateLimit`] | `FixedPreUpdate` | charges each packet to its client's message and byte budgets ([`Session::admit`](crate::protocol::Session::admit)); drops the excess, disconnects persistent offenders |
 //! | [`MokoshServerSystems::Deliver`] | `FixedPreUpdate` | keepalive, disconnect notices, application messages ([`Session::deliver`](crate::protocol::Session::deliver)) |
 //! | [`MokoshServerSystems::Dispatch`] | `FixedPreUpdate` | decodes messages into typed [`FromClient<M>`] |
-//! | (your game) | `FixedUpdate` | reads `FromClient<M>`, writes [`ToClients<M>`] |
+//! | (your game) | `FixedUpdate` | the simulation: reads `FromClient<M>`, writes [`ToClients<M>`]; nothing of Mokosh's runs here, so rollback can re-run it alone ([`crate::tick`]) |
 //! | [`MokoshServerSystems::Send`] | `FixedPostUpdate` | serializes `ToClients<M>` and seals it per session |
 //! | [`MokoshServerSystems::Flush`] | `FixedPostUpdate` | keepalive and timeouts; hands frames to the IO layer; drops slow consumers (the same flush also runs at the end of `FixedPreUpdate`, so handshake answers and pongs leave in the tick that caused them) |
+//!
+//! Start-up never panics: a failure to bind is a [`ServerStartError`], sent as
+//! [`ServerStartFailed`] and kept in [`MokoshServer::start_error`];
+//! [`server_running`] is the run condition for "listening".
 //!
 //! ```no_run
 //! use bevy_app::{App, ScheduleRunnerPlugin};
 //! use mokosh_net::prelude::*;
-//! use mokosh_net::server::{FromClient, MokoshServerPlugin, ServerPluginConfig, SendTarget, ToClients};
+//! use mokosh_net::server::{FromClient, MokoshServerPlugin, ServerPluginConfig, ToClients};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Debug, Clone, Serialize, Deserialize, GameMessage)]
@@ -29,11 +34,11 @@
 //!
 //! fn echo(mut inbox: bevy_ecs::prelude::MessageReader<FromClient<Chat>>, mut outbox: bevy_ecs::prelude::MessageWriter<ToClients<Chat>>) {
 //!     for chat in inbox.read() {
-//!         outbox.write(ToClients::new(SendTarget::All, chat.message.clone()));
+//!         outbox.write(ToClients::all(chat.message.clone()));
 //!     }
 //! }
 //!
-//! let keypair = KeyPair::generate().unwrap();
+//! let keypair = KeyPair::load_or_generate("keys/server.key").unwrap();
 //! App::new()
 //!     .add_plugins(ScheduleRunnerPlugin::run_loop(std::time::Duration::from_millis(5)))
 //!     .add_plugins(MokoshServerPlugin::new(ServerPluginConfig::websocket(
