@@ -3,19 +3,30 @@
 //! Every connection is an entity with [`ClientConnection`], [`NetSession`]
 //! (the protocol state: keys, replay guard, rate limiter), [`ConnectionRtt`]
 //! and [`TrafficStats`]; once the authentication provider accepts it, it also
-//! gets [`AuthenticatedIdentity`] and a [`ClientId`].
+//! gets [`AuthenticatedIdentity`], a [`ClientId`] and the [`Connected`] marker
+//! (observe `On<Add<Connected>>` / `On<Remove<Connected>>`). A closed
+//! connection loses `Connected` at once and its entity is despawned at the end
+//! of that tick's `Flush`, so game code can still read the entity of a
+//! [`FromClient`] or [`ClientDisconnected`] during the tick's `FixedUpdate`.
+//! Connections are visited in connection order and `FromClient<M>` arrives
+//! in client order (then arrival order per client): never hash order.
+//!
+//! Authentication runs as tasks on the IO runtime, never on the game thread,
+//! bounded by [`AuthLimits`]; [`SessionsPerIdentity`] caps the sessions of one
+//! identity. Use the [`server_running`] run condition for systems that need
+//! the transport bound.
 //!
 //! The systems follow the data flow, one set per arrow:
 //!
 //! | set | schedule | what it does |
 //! |-----|----------|--------------|
-//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`](crate::protocol::Session::open_packet)); runs the handshake and authentication; emits [`ClientConnected`] / [`ClientDisconnected`] |
+//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`](crate::protocol::Session::open_packet)); runs the handshake; starts authentication on the IO runtime, applies its answers and refuses the requests past [`AuthLimits::timeout`]; emits [`ClientConnected`] / [`ClientDisconnected`] |
 //! | [`MokoshServerSystems::RateLimit`] | `FixedPreUpdate` | charges each packet to its client's message and byte budgets ([`Session::admit`](crate::protocol::Session::admit)); drops the excess, disconnects persistent offenders |
 //! | [`MokoshServerSystems::Deliver`] | `FixedPreUpdate` | keepalive, disconnect notices, application messages ([`Session::deliver`](crate::protocol::Session::deliver)) |
 //! | [`MokoshServerSystems::Dispatch`] | `FixedPreUpdate` | decodes messages into typed [`FromClient<M>`] |
 //! | (your game) | `FixedUpdate` | reads `FromClient<M>`, writes [`ToClients<M>`] |
 //! | [`MokoshServerSystems::Send`] | `FixedPostUpdate` | serializes `ToClients<M>` and seals it per session |
-//! | [`MokoshServerSystems::Flush`] | `FixedPostUpdate` | keepalive and timeouts; hands frames to the IO layer; drops slow consumers (the same flush also runs at the end of `FixedPreUpdate`, so handshake answers and pongs leave in the tick that caused them) |
+//! | [`MokoshServerSystems::Flush`] | `FixedPostUpdate` | keepalive and timeouts; hands frames to the IO layer; drops slow consumers; then despawns the connections closed this tick and logs the periodic connection summary (the frame flush, not the despawn, also runs at the end of `FixedPreUpdate`, so handshake answers and pongs leave in the tick that caused them) |
 //!
 //! ```no_run
 //! use bevy_app::{App, ScheduleRunnerPlugin};
