@@ -238,8 +238,12 @@ pub type AuthFuture = Pin<Box<dyn Future<Output = Result<Identity, AuthError>> +
 
 /// Decides whether a client may connect.
 ///
-/// Called once per handshake from the server's tokio runtime, never from the
-/// game loop, so it may do slow I/O. The returned future must not borrow
+/// Called once per handshake from a task on the server's IO runtime, never on
+/// the game thread, so it may do slow I/O. The server bounds the work (see
+/// `AuthLimits` in `mokosh_net::server`): at most `max_concurrent` providers
+/// run at once, a request unanswered after `timeout` is abandoned (its future
+/// dropped, the client refused), and a request whose connection closes first
+/// is aborted the same way. The returned future must not borrow
 /// `self`: clone what it needs (see the [module docs](self) for examples).
 /// A provider should bound its own latency (e.g. `tokio::time::timeout`) and
 /// answer [`AuthError::Unavailable`] rather than hang.
@@ -332,25 +336,50 @@ impl AuthProvider for RejectAllProvider {
     }
 }
 
-/// The provider a server uses when the application configured none.
-///
-/// * **Debug builds** (`cfg(debug_assertions)`): a [`DevAuthProvider`] that
-///   accepts everyone (and logs a warning), so examples and local testing work
-///   out of the box.
-/// * **Release builds**: a [`RejectAllProvider::unconfigured`] that rejects
-///   every client with a message telling the operator to configure a provider
-///   (and logs an error once, here). A release server therefore never silently
-///   runs without authentication; set a [`TokenAuthProvider`] (or your own
-///   [`AuthProvider`]) explicitly, or opt in to [`DevAuthProvider`] knowingly.
+/// The kind of build a default is chosen for (see [`default_provider_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildProfile {
+    /// `cfg(debug_assertions)`: development.
+    Debug,
+    /// No `debug_assertions`: what ships.
+    Release,
+}
+
+impl BuildProfile {
+    /// The profile this crate was compiled with.
+    pub const CURRENT: BuildProfile = if cfg!(debug_assertions) {
+        BuildProfile::Debug
+    } else {
+        BuildProfile::Release
+    };
+}
+
+/// The provider a server uses when the application configured none:
+/// [`default_provider_for`]`(`[`BuildProfile::CURRENT`]`)`.
 pub fn default_provider() -> Arc<dyn AuthProvider> {
-    #[cfg(debug_assertions)]
-    {
-        Arc::new(DevAuthProvider::new())
-    }
-    #[cfg(not(debug_assertions))]
-    {
-        tracing::error!("{UNCONFIGURED_MESSAGE}; every client will be rejected");
-        Arc::new(RejectAllProvider::unconfigured())
+    default_provider_for(BuildProfile::CURRENT)
+}
+
+/// The default provider of a build `profile`:
+///
+/// * [`BuildProfile::Debug`]: a [`DevAuthProvider`] that accepts everyone (and
+///   logs a warning), so examples and local testing work out of the box.
+/// * [`BuildProfile::Release`]: a [`RejectAllProvider::unconfigured`] that
+///   rejects every client with a message telling the operator to configure a
+///   provider (and logs an error once, here). A release server therefore never
+///   silently runs without authentication; set a [`TokenAuthProvider`] (or
+///   your own [`AuthProvider`]) explicitly, or opt in to [`DevAuthProvider`]
+///   knowingly.
+///
+/// Taking the profile as a value lets the release behaviour be tested in a
+/// debug build.
+pub fn default_provider_for(profile: BuildProfile) -> Arc<dyn AuthProvider> {
+    match profile {
+        BuildProfile::Debug => Arc::new(DevAuthProvider::new()),
+        BuildProfile::Release => {
+            tracing::error!("{UNCONFIGURED_MESSAGE}; every client will be rejected");
+            Arc::new(RejectAllProvider::unconfigured())
+        }
     }
 }
 

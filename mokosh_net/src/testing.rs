@@ -27,6 +27,9 @@ use crate::server::{MemoryListenerHandle, MokoshServer, MokoshServerPlugin, Serv
 /// The fixed tick the harness runs at (60 Hz).
 pub const TICK: Duration = Duration::from_micros(16_667);
 
+/// The longest [`TestNetwork::step`] waits for runnable authentication tasks.
+pub const AUTH_SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A headless app whose clock advances exactly one [`TICK`] per `update`.
 pub fn headless_app() -> App {
     let mut app = App::new();
@@ -120,9 +123,17 @@ impl TestNetwork {
             .clone()
     }
 
-    /// One tick: the server updates, then every client.
+    /// One tick: the server updates, then every client. Authentication runs
+    /// on the IO runtime: before the clients update, the step waits (up to
+    /// [`AUTH_SETTLE_TIMEOUT`]) until the provider tasks started so far have
+    /// answered or are waiting on something external, so a provider that
+    /// answers at once is applied in the next tick however busy the machine is.
     pub fn step(&mut self) {
         self.server.update();
+        self.server
+            .world()
+            .resource::<MokoshServer>()
+            .wait_for_authentications(AUTH_SETTLE_TIMEOUT);
         for client in &mut self.clients {
             client.update();
         }

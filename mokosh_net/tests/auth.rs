@@ -9,9 +9,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use mokosh_net::auth::{
-    AuthError, AuthProvider, AuthRequest, DEFAULT_LEEWAY, DevAuthProvider, FnAuthProvider,
-    Identity, MAX_TOKEN_LEN, MAX_USER_ID_LEN, MIN_SECRET_LEN, RejectAllProvider, TokenAuthProvider,
-    TokenError, TokenIssuer, UNCONFIGURED_MESSAGE, default_provider,
+    AuthError, AuthProvider, AuthRequest, BuildProfile, DEFAULT_LEEWAY, DevAuthProvider,
+    FnAuthProvider, Identity, MAX_TOKEN_LEN, MAX_USER_ID_LEN, MIN_SECRET_LEN, RejectAllProvider,
+    TokenAuthProvider, TokenError, TokenIssuer, UNCONFIGURED_MESSAGE, default_provider,
+    default_provider_for,
 };
 use proptest::prelude::*;
 use sha2::Sha256;
@@ -524,20 +525,37 @@ fn reject_all_provider_rejects_everyone() {
     assert_eq!(err.to_string(), "rejected: maintenance");
 }
 
-#[cfg(debug_assertions)]
 #[test]
 fn default_provider_accepts_in_debug_builds() {
-    let p = default_provider();
+    let p = default_provider_for(BuildProfile::Debug);
     let identity = block_on(p.authenticate(request(9, b""))).unwrap();
     assert_eq!(identity.user_id, "guest-9");
 }
 
-#[cfg(not(debug_assertions))]
+/// Runs in every build (CI builds debug only): the release default is chosen
+/// by value, not by `cfg`.
 #[test]
 fn default_provider_rejects_in_release_builds() {
-    let p = default_provider();
+    let p = default_provider_for(BuildProfile::Release);
     let err = block_on(p.authenticate(request(9, b"bob"))).unwrap_err();
     assert_eq!(err, AuthError::Rejected(UNCONFIGURED_MESSAGE.to_string()));
+}
+
+#[test]
+fn default_provider_follows_the_build_profile() {
+    assert_eq!(
+        BuildProfile::CURRENT,
+        if cfg!(debug_assertions) {
+            BuildProfile::Debug
+        } else {
+            BuildProfile::Release
+        }
+    );
+    let result = block_on(default_provider().authenticate(request(9, b"bob")));
+    match BuildProfile::CURRENT {
+        BuildProfile::Debug => assert_eq!(result.unwrap().user_id, "bob"),
+        BuildProfile::Release => assert!(result.is_err()),
+    }
 }
 
 #[test]

@@ -44,6 +44,19 @@ pub struct ConnectionRtt(pub RttEstimate);
 #[derive(Component, Debug, Clone, Copy, Default)]
 pub struct TrafficStats(pub SessionStats);
 
+/// Marks a client that is authenticated and connected: inserted (with its
+/// [`ClientId`]) when the handshake completes, removed when the connection
+/// closes, with the entity still alive. Observe `On<Add, Connected>` and
+/// `On<Remove, Connected>` for the lifecycle; filter with `With<Connected>`
+/// to skip connections that are still handshaking or already closing.
+///
+/// The entity itself is despawned at the end of the `Flush` set
+/// (`FixedPostUpdate`) of the tick it closed in, so the entity of a
+/// [`FromClient`](super::FromClient) or [`ClientDisconnected`] read during that
+/// tick's `FixedUpdate` is still there.
+#[derive(Component, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connected;
+
 /// Who the authentication provider said this client is.
 #[derive(Component, Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedIdentity(pub Identity);
@@ -63,7 +76,9 @@ pub struct ClientConnected {
 /// [`ConnectionRejected`] instead.)
 #[derive(Message, Debug, Clone)]
 pub struct ClientDisconnected {
-    /// The connection entity (already despawned).
+    /// The connection entity. Still alive, without [`Connected`], until the
+    /// end of the `Flush` set (`FixedPostUpdate`) of the tick this message was
+    /// written in; despawned after that.
     pub entity: Entity,
     /// The client's id.
     pub client_id: ClientId,

@@ -1,7 +1,9 @@
 //! The server plugin's configuration.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::AuthProvider;
 use crate::io::IoConfig;
@@ -63,6 +65,80 @@ pub struct ServerPluginConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Limits applied when decoding typed messages.
     pub decode_limits: DecodeLimits,
+    /// Timeout and concurrency bounds of the authentication provider's work.
+    pub auth_limits: AuthLimits,
+    /// How many sessions one authenticated identity may hold at once, and
+    /// what happens to one more.
+    pub sessions_per_identity: SessionsPerIdentity,
+    /// Connects and disconnects are logged one by one at `debug`; at `info`
+    /// the server writes one summary ("X connected, Y disconnected") at most
+    /// this often (measured on the server's clock), and none when nothing
+    /// happened. Default 10 s.
+    pub connection_log_interval: Duration,
+}
+
+/// Bounds on the authentication provider's work. Each request runs as a task
+/// on the IO runtime, never on the game thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthLimits {
+    /// A provider that has not answered this long after the request (on the
+    /// server's clock, checked every tick) is abandoned: its future is dropped
+    /// and the client refused with `AuthFailed`. The session's handshake
+    /// timeout also bounds it. Default 5 s.
+    pub timeout: Duration,
+    /// Most provider futures running at once; further requests wait for a
+    /// slot (in arrival order, their timeout running). Default 64.
+    pub max_concurrent: usize,
+    /// Most requests pending at once (running plus waiting for a slot); one
+    /// more is refused at once with `ServerFull`. Default 256.
+    pub max_pending: usize,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            timeout: Duration::from_secs(5),
+            max_concurrent: 64,
+            max_pending: 256,
+        }
+    }
+}
+
+/// The cap on sessions per authenticated identity ([`Identity::user_id`](crate::auth::Identity::user_id)).
+///
+/// The default is **4 sessions, the newest replacing the oldest**. Replacing
+/// is the default because the newest session is the one a person is using:
+/// after a network change or a crash the old connection often lingers
+/// half-open until its idle timeout, and refusing the new one would lock the
+/// player out of their own account meanwhile. A credential can therefore
+/// never hold more than `max` of the server's slots. Games that allow one
+/// session per user set `max` to 1; servers that must never drop a live
+/// session choose [`WhenIdentityFull::RefuseNewest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionsPerIdentity {
+    /// Most sessions one identity may hold.
+    pub max: NonZeroUsize,
+    /// What happens when one more session of that identity authenticates.
+    pub when_full: WhenIdentityFull,
+}
+
+impl Default for SessionsPerIdentity {
+    fn default() -> Self {
+        SessionsPerIdentity {
+            max: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            when_full: WhenIdentityFull::ReplaceOldest,
+        }
+    }
+}
+
+/// What [`SessionsPerIdentity`] does with one session too many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenIdentityFull {
+    /// The identity's oldest session is closed with `Kicked` ("replaced by a
+    /// newer session") and the new one is accepted.
+    ReplaceOldest,
+    /// The new session is refused with `AuthFailed`; the existing ones stay.
+    RefuseNewest,
 }
 
 impl core::fmt::Debug for ServerPluginConfig {
@@ -74,6 +150,9 @@ impl core::fmt::Debug for ServerPluginConfig {
             .field("io", &self.io)
             .field("worker_threads", &self.worker_threads)
             .field("metrics_addr", &self.metrics_addr)
+            .field("auth_limits", &self.auth_limits)
+            .field("sessions_per_identity", &self.sessions_per_identity)
+            .field("connection_log_interval", &self.connection_log_interval)
             .finish_non_exhaustive()
     }
 }
@@ -159,6 +238,9 @@ impl ServerPluginConfig {
             worker_threads: 1,
             metrics_addr: None,
             decode_limits: DecodeLimits::default(),
+            auth_limits: AuthLimits::default(),
+            sessions_per_identity: SessionsPerIdentity::default(),
+            connection_log_interval: Duration::from_secs(10),
         }
     }
 }

@@ -1,27 +1,63 @@
 //! Connection lifecycle: open, authentication, session events, close, kicks.
+//!
+//! A connection's entity lives from the transport's `Opened` event to the end
+//! of the `Flush` set of the tick it closes in. While the client is
+//! authenticated and connected it carries [`Connected`]; the marker is removed
+//! (entity still alive, so `On<Remove, Connected>` observers can read it)
+//! when the connection closes, before [`ClientDisconnected`] is written.
 
 use std::net::SocketAddr;
-use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
 
 use super::MokoshServer;
+use super::WhenIdentityFull;
+use super::authentication::AuthOutcome;
 use super::components::{
     AuthenticatedIdentity, AuthenticatedPackets, ClientConnected, ClientConnection,
-    ClientDisconnected, ConnectionRejected, ConnectionRtt, KickClient, NetSession, TrafficStats,
+    ClientDisconnected, Connected, ConnectionRejected, ConnectionRtt, KickClient, NetSession,
+    TrafficStats,
 };
 use super::messages::{Pending, ServerInbox};
-use crate::auth::{AuthError, AuthRequest, Identity};
+use super::receive::rejection_for_disconnect;
+use crate::auth::AuthRequest;
 use crate::io::{ConnectionId, ConnectionLink};
-use crate::metrics::Rejection;
 use crate::protocol::{DisconnectReason, Initiator, Session, SessionEvent};
-use crate::shared::ClientId;
+use crate::shared::{ClientId, now};
 
-pub(super) struct AuthOutcome {
-    pub(super) entity: Entity,
-    pub(super) connection: ConnectionId,
-    pub(super) result: Result<Identity, AuthError>,
+/// Connects and disconnects since the last INFO summary.
+#[derive(Debug, Default)]
+pub(super) struct ConnectionChurn {
+    connected: u64,
+    disconnected: u64,
+    since: Option<Instant>,
+}
+
+impl ConnectionChurn {
+    /// Logs "X connected, Y disconnected" at INFO when `interval` has passed
+    /// since the last summary and anything happened.
+    pub(super) fn summarize(&mut self, now: Instant, interval: Duration, clients: usize) {
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_duration_since(since) < interval {
+            return;
+        }
+        if self.connected + self.disconnected > 0 {
+            tracing::info!(
+                connected = self.connected,
+                disconnected = self.disconnected,
+                clients,
+                "{} connected, {} disconnected in the last {:?}",
+                self.connected,
+                self.disconnected,
+                now.saturating_duration_since(since),
+            );
+        }
+        *self = ConnectionChurn {
+            since: Some(now),
+            ..ConnectionChurn::default()
+        };
+    }
 }
 
 pub(super) fn kick_requested(world: &mut World) {
@@ -90,10 +126,11 @@ pub(super) fn process_session_events(world: &mut World, server: &mut MokoshServe
                     .get::<AuthenticatedIdentity>(entity)
                     .map(|identity| identity.0.clone());
                 let client_id = ClientId(client_id);
-                world.entity_mut(entity).insert(client_id);
+                world.entity_mut(entity).insert((client_id, Connected));
                 server.clients.insert(client_id, entity);
+                server.churn.connected += 1;
                 if let Some(identity) = identity {
-                    tracing::info!(%client_id, user = %identity.user_id, "client connected");
+                    tracing::debug!(%client_id, user = %identity.user_id, "client connected");
                     world.write_message(ClientConnected {
                         entity,
                         client_id,
@@ -128,12 +165,9 @@ pub(super) fn process_session_events(world: &mut World, server: &mut MokoshServe
     }
 }
 
-pub(super) fn start_auth(
-    world: &mut World,
-    server: &mut MokoshServer,
-    entity: Entity,
-    token: Vec<u8>,
-) {
+/// Hands the token to the provider on the IO runtime (never on this thread).
+fn start_auth(world: &mut World, server: &mut MokoshServer, entity: Entity, token: Vec<u8>) {
+    let now = now(world);
     let Some(connection) = world.get::<ClientConnection>(entity) else {
         return;
     };
@@ -145,62 +179,69 @@ pub(super) fn start_auth(
         token,
     };
     let connection_id = connection.connection;
-    let mut future = server.auth.authenticate(request);
-    // Providers that answer at once (tokens, development) are applied in this
-    // tick, deterministically; slow ones run on the IO runtime, off the loop.
-    let mut context = Context::from_waker(Waker::noop());
-    // Poll inside the runtime's context so providers may use tokio timers and
-    // IO; the runtime re-polls it with a real waker if it is not ready.
-    let runtime = server.runtime.handle().clone();
-    let ready = {
-        let _context = runtime.enter();
-        future.as_mut().poll(&mut context)
-    };
-    match ready {
-        Poll::Ready(result) => {
-            let _ = server.auth_sender.send(AuthOutcome {
-                entity,
-                connection: connection_id,
-                result,
-            });
-        }
-        Poll::Pending => {
-            let sender = server.auth_sender.clone();
-            runtime.spawn(async move {
-                let result = future.await;
-                // The receiver lives as long as the server; if it is gone the
-                // app is shutting down and the result does not matter.
-                let _ = sender.send(AuthOutcome {
-                    entity,
-                    connection: connection_id,
-                    result,
-                });
-            });
+    let server = &mut *server;
+    let started = server.authentications.start(
+        &server.runtime,
+        &server.counters,
+        now,
+        entity,
+        connection_id,
+        request,
+    );
+    if started.is_err() {
+        tracing::debug!(
+            connection = connection_id.0,
+            "authentication refused: too many pending"
+        );
+        if let Some(mut session) = world.get_mut::<NetSession>(entity) {
+            let _ = session.0.reject(
+                DisconnectReason::ServerFull,
+                "too many pending authentications",
+            );
         }
     }
 }
 
-pub(super) fn apply_auth(
-    world: &mut World,
-    server: &mut MokoshServer,
-    now: Instant,
-    outcome: AuthOutcome,
-) {
+/// Applies the providers' answers that arrived, then refuses the clients
+/// whose provider did not answer within the timeout.
+pub(super) fn apply_auth_results(world: &mut World, server: &mut MokoshServer, now: Instant) {
+    for outcome in server.authentications.finished() {
+        apply_auth(world, server, now, outcome);
+    }
+    for (connection, entity) in server.authentications.expired(now) {
+        server.counters.auth_timeout();
+        tracing::debug!(connection = connection.0, "authentication timed out");
+        if let Some(mut session) = world.get_mut::<NetSession>(entity) {
+            let _ = session
+                .0
+                .reject(DisconnectReason::AuthFailed, "authentication timed out");
+        }
+        process_session_events(world, server, entity);
+    }
+}
+
+fn apply_auth(world: &mut World, server: &mut MokoshServer, now: Instant, outcome: AuthOutcome) {
     // The connection may be gone, or its entity reused: check both.
     if server.connections.get(&outcome.connection) != Some(&outcome.entity) {
         return;
     }
     match outcome.result {
         Ok(identity) => {
-            world
-                .entity_mut(outcome.entity)
-                .insert(AuthenticatedIdentity(identity));
-            if let Some(mut session) = world.get_mut::<NetSession>(outcome.entity) {
-                let _ = session.0.accept(now);
+            if admit_identity(world, server, outcome.entity, &identity.user_id) {
+                world
+                    .entity_mut(outcome.entity)
+                    .insert(AuthenticatedIdentity(identity));
+                if let Some(mut session) = world.get_mut::<NetSession>(outcome.entity) {
+                    let _ = session.0.accept(now);
+                }
+            } else if let Some(mut session) = world.get_mut::<NetSession>(outcome.entity) {
+                let _ = session.0.reject(
+                    DisconnectReason::AuthFailed,
+                    "session limit for this identity reached",
+                );
             }
         }
         Err(error) => {
-            server.metrics.reject(Rejection::AuthFailed);
             tracing::debug!(connection = outcome.connection.0, %error, "authentication refused");
             if let Some(mut session) = world.get_mut::<NetSession>(outcome.entity) {
                 let _ = session
@@ -212,7 +253,53 @@ pub(super) fn apply_auth(
     process_session_events(world, server, outcome.entity);
 }
 
-pub(super) fn close_connection(
+/// Applies [`SessionsPerIdentity`](super::SessionsPerIdentity) to a newly
+/// authenticated `entity`; returns whether it may connect (and records it).
+fn admit_identity(
+    world: &mut World,
+    server: &mut MokoshServer,
+    entity: Entity,
+    user_id: &str,
+) -> bool {
+    let limit = server.config.sessions_per_identity;
+    let held = server.identities.get(user_id).map_or(0, Vec::len);
+    if held >= limit.max.get() {
+        match limit.when_full {
+            WhenIdentityFull::RefuseNewest => {
+                server.counters.identity_refused();
+                tracing::debug!(user = user_id, "identity has its maximum of sessions");
+                return false;
+            }
+            WhenIdentityFull::ReplaceOldest => {
+                let excess = held + 1 - limit.max.get();
+                let oldest: Vec<Entity> = server
+                    .identities
+                    .get_mut(user_id)
+                    .map(|sessions| sessions.drain(..excess).collect())
+                    .unwrap_or_default();
+                for old in oldest {
+                    server.counters.identity_replaced();
+                    tracing::debug!(user = user_id, "session replaced by a newer one");
+                    if let Some(mut session) = world.get_mut::<NetSession>(old) {
+                        session.0.disconnect(
+                            DisconnectReason::Kicked,
+                            "replaced by a newer session of the same identity",
+                        );
+                    }
+                    process_session_events(world, server, old);
+                }
+            }
+        }
+    }
+    server
+        .identities
+        .entry(user_id.to_owned())
+        .or_default()
+        .push(entity);
+    true
+}
+
+fn close_connection(
     world: &mut World,
     server: &mut MokoshServer,
     entity: Entity,
@@ -235,25 +322,46 @@ pub(super) fn close_connection(
             }
         }
         connection.link.close();
-        server.connections.remove(&connection.connection);
-        server.closing.insert(connection.connection);
+        let id = connection.connection;
+        server.connections.remove(&id);
+        server.closing.insert(id);
+        if server.authentications.cancel(id) {
+            server.counters.auth_aborted();
+        }
+    }
+    if let Some(identity) = entity_ref.get::<AuthenticatedIdentity>()
+        && let Some(sessions) = server.identities.get_mut(&identity.0.user_id)
+    {
+        sessions.retain(|&held| held != entity);
+        if sessions.is_empty() {
+            server.identities.remove(&identity.0.user_id);
+        }
     }
     let client_id = entity_ref.get::<ClientId>().copied();
     let remote = entity_ref
         .get::<ClientConnection>()
         .and_then(|connection| connection.remote);
-    entity_ref.despawn();
+    // Observers of `On<Remove, Connected>` still see the whole entity; it is
+    // despawned at the end of this tick's `Flush`.
+    entity_ref.remove::<Connected>();
+    server.despawn.push(entity);
     server.metrics.connection_closed();
-    if matches!(
-        reason,
-        DisconnectReason::IdleTimeout | DisconnectReason::HandshakeTimeout
-    ) {
-        server.metrics.reject(Rejection::Timeout);
+    if let Some(rejection) = rejection_for_disconnect(reason, initiator) {
+        server.metrics.reject(rejection);
+    }
+    if initiator == Initiator::Peer
+        && matches!(
+            reason,
+            DisconnectReason::IdleTimeout | DisconnectReason::HandshakeTimeout
+        )
+    {
+        server.counters.peer_timeout();
     }
     match client_id {
         Some(client_id) => {
             server.clients.remove(&client_id);
-            tracing::info!(%client_id, %reason, ?initiator, "client disconnected");
+            server.churn.disconnected += 1;
+            tracing::debug!(%client_id, %reason, ?initiator, "client disconnected");
             world.write_message(ClientDisconnected {
                 entity,
                 client_id,
@@ -263,6 +371,25 @@ pub(super) fn close_connection(
         }
         None => {
             world.write_message(ConnectionRejected { remote, reason });
+        }
+    }
+}
+
+/// End of `Flush` (`FixedPostUpdate`): despawns the entities of connections
+/// closed this tick, after game code had the tick to read their last
+/// messages, and writes the periodic connection summary.
+pub(super) fn despawn_closed_system(world: &mut World) {
+    let now = now(world);
+    let mut server = world.resource_mut::<MokoshServer>();
+    let server = &mut *server;
+    let clients = server.clients.len();
+    server
+        .churn
+        .summarize(now, server.config.connection_log_interval, clients);
+    let closed = std::mem::take(&mut server.despawn);
+    for entity in closed {
+        if let Ok(entity) = world.get_entity_mut(entity) {
+            entity.despawn();
         }
     }
 }

@@ -8,7 +8,9 @@ use bevy_ecs::prelude::*;
 use super::components::NetSession;
 use super::{MokoshServer, MokoshServerSystems};
 use crate::metrics::Rejection;
-use crate::protocol::{Direction, DisconnectReason, GameMessage, ReceivedMessage, Session};
+use crate::protocol::{
+    Direction, DisconnectReason, GameMessage, ReceivedMessage, SendError, Session,
+};
 use crate::shared::ClientId;
 
 /// A typed message from a client.
@@ -117,9 +119,12 @@ fn dispatch_system<M: GameMessage>(
     mut sessions: Query<&mut NetSession>,
     mut writer: MessageWriter<FromClient<M>>,
 ) {
-    let Some(pending) = inbox.by_route.remove(&M::ROUTE_ID) else {
+    let Some(mut pending) = inbox.by_route.remove(&M::ROUTE_ID) else {
         return;
     };
+    // Client order, then arrival order per client: never the order in which
+    // connections happened to be visited.
+    pending.sort_by_key(|pending| pending.client_id);
     for Pending {
         entity,
         client_id,
@@ -178,6 +183,13 @@ fn send_system<M: GameMessage>(
             };
             match session.send(M::ROUTE_ID, codec, bytes, outgoing.correlation_id) {
                 Ok(_) => server.metrics.message_out(),
+                // A client may announce a small maximum message size: that
+                // is its choice, not a server fault, and must not flood the
+                // log once per message.
+                Err(error @ SendError::TooLarge { .. }) => {
+                    server.counters.send_over_peer_limit();
+                    tracing::debug!(route = M::ROUTE_ID, %error, "message over the client's size limit not sent");
+                }
                 Err(error) => {
                     tracing::warn!(route = M::ROUTE_ID, %error, "message not sent");
                 }

@@ -3,20 +3,31 @@
 //! Every connection is an entity with [`ClientConnection`], [`NetSession`]
 //! (the protocol state: keys, replay guard, rate limiter), [`ConnectionRtt`]
 //! and [`TrafficStats`]; once the authentication provider accepts it, it also
-//! gets [`AuthenticatedIdentity`] and a [`ClientId`].
+//! gets [`AuthenticatedIdentity`], a [`ClientId`] and the [`Connected`] marker
+//! (observe `On<Add<Connected>>` / `On<Remove<Connected>>`). A closed
+//! connection loses `Connected` at once and its entity is despawned at the end
+//! of that tick's `Flush`, so game code can still read the entity of a
+//! [`FromClient`] or [`ClientDisconnected`] during the tick's `FixedUpdate`.
+//! Connections are visited in connection order and `FromClient<M>` arrives
+//! in client order (then arrival order per client): never hash order.
+//!
+//! Authentication runs as tasks on the IO runtime, never on the game thread,
+//! bounded by [`AuthLimits`]; [`SessionsPerIdentity`] caps the sessions of one
+//! identity. Use the [`server_running`] run condition for systems that need
+//! the transport bound.
 //!
 //! The systems follow the data flow, one set per arrow:
 //!
 //! | set | schedule | what it does |
 //! |-----|----------|--------------|
 //! | [`MokoshTickSystems::Advance`](crate::tick::MokoshTickSystems::Advance) | `FixedFirst` | [`NetworkTick`](crate::tick::NetworkTick) + 1 |
-//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`](crate::protocol::Session::open_packet)); runs the handshake and authentication; emits [`ClientConnected`] / [`ClientDisconnected`] |
+//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`](crate::protocol::Session::open_packet)); runs the handshake; starts authentication on the IO runtime, applies its answers and refuses the requests past [`AuthLimits::timeout`]; emits [`ClientConnected`] / [`ClientDisconnected`] |
 //! | [`MokoshServerSystems::RateLimit`] | `FixedPreUpdate` | charges each packet to its client's message and byte budgets ([`Session::admit`](crate::protocol::Session::admit)); drops the excess, disconnects persistent offenders |
 //! | [`MokoshServerSystems::Deliver`] | `FixedPreUpdate` | keepalive, disconnect notices, application messages ([`Session::deliver`](crate::protocol::Session::deliver)) |
 //! | [`MokoshServerSystems::Dispatch`] | `FixedPreUpdate` | decodes messages into typed [`FromClient<M>`] |
 //! | (your game) | `FixedUpdate` | the simulation: reads `FromClient<M>`, writes [`ToClients<M>`]; nothing of Mokosh's runs here, so rollback can re-run it alone ([`crate::tick`]) |
 //! | [`MokoshServerSystems::Send`] | `FixedPostUpdate` | serializes `ToClients<M>` and seals it per session |
-//! | [`MokoshServerSystems::Flush`] | `FixedPostUpdate` | keepalive and timeouts; hands frames to the IO layer; drops slow consumers (the same flush also runs at the end of `FixedPreUpdate`, so handshake answers and pongs leave in the tick that caused them) |
+//! | [`MokoshServerSystems::Flush`] | `FixedPostUpdate` | keepalive and timeouts; hands frames to the IO layer; drops slow consumers; then despawns the connections closed this tick and logs the periodic connection summary (the frame flush, not the despawn, also runs at the end of `FixedPreUpdate`, so handshake answers and pongs leave in the tick that caused them) |
 //!
 //! Start-up never panics: a failure to bind is a [`ServerStartError`], sent as
 //! [`ServerStartFailed`] and kept in [`MokoshServer::start_error`];
@@ -50,28 +61,29 @@
 //!     .run();
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bevy_app::{App, FixedPostUpdate, FixedPreUpdate, Plugin, Startup};
 use bevy_ecs::prelude::*;
-use crossbeam_channel::{Receiver, Sender};
 
-use crate::auth::AuthProvider;
 use crate::io::{self, ConnectionId, IoEvent, ServerEndpoint};
 use crate::metrics::{Metrics, MetricsServer};
 use crate::protocol::{DisconnectReason, ServerConfig, ServerSecurity};
 pub use crate::shared::{ClientId, MokoshAppExt};
 use crate::shared::{ProtocolRegistry, Side, ensure_runtime, finish_side};
-use lifecycle::{AuthOutcome, process_session_events};
+use authentication::Authentications;
+use lifecycle::{ConnectionChurn, despawn_closed_system, process_session_events};
 use messages::ServerInbox;
 use receive::{deliver_system, rate_limit_system, receive_system};
 use send::flush_system;
 
+mod authentication;
 mod components;
 mod config;
+mod counters;
 mod lifecycle;
 mod messages;
 mod receive;
@@ -79,8 +91,9 @@ mod send;
 
 pub use components::*;
 pub use config::*;
+pub use counters::{ServerCounters, ServerCountersSnapshot};
 pub use messages::*;
-pub use receive::rejection_for;
+pub use receive::{rejection_for, rejection_for_disconnect};
 
 /// Adds the server: IO listener, sessions, authentication, typed messages,
 /// metrics. See the module docs for the system sets.
@@ -120,7 +133,6 @@ impl Plugin for MokoshServerPlugin {
         crate::tick::ensure_tick_plugin(app);
         let runtime = ensure_runtime(app, self.config.worker_threads);
         app.init_resource::<ProtocolRegistry>();
-        let (auth_sender, auth_results) = crossbeam_channel::unbounded();
         let auth = self
             .config
             .auth
@@ -128,16 +140,18 @@ impl Plugin for MokoshServerPlugin {
             .unwrap_or_else(crate::auth::default_provider);
         app.insert_resource(MokoshServer {
             config: self.config.clone(),
-            auth,
+            authentications: Authentications::new(auth, self.config.auth_limits.clone()),
             endpoint: None,
             protocol: None,
-            connections: HashMap::new(),
+            connections: BTreeMap::new(),
             closing: HashSet::new(),
-            clients: HashMap::new(),
+            clients: BTreeMap::new(),
+            identities: HashMap::new(),
+            despawn: Vec::new(),
             next_client_id: 1,
-            auth_sender,
-            auth_results,
+            churn: ConnectionChurn::default(),
             metrics: Arc::new(Metrics::default()),
+            counters: Arc::new(ServerCounters::default()),
             metrics_server: None,
             start_error: None,
             runtime,
@@ -174,7 +188,9 @@ impl Plugin for MokoshServerPlugin {
         );
         app.add_systems(
             FixedPostUpdate,
-            flush_system.in_set(MokoshServerSystems::Flush),
+            (flush_system, despawn_closed_system)
+                .chain()
+                .in_set(MokoshServerSystems::Flush),
         );
         // Handshake answers and pongs leave in the tick that caused them.
         app.add_systems(
@@ -199,17 +215,24 @@ impl Plugin for MokoshServerPlugin {
 #[derive(Resource)]
 pub struct MokoshServer {
     config: ServerPluginConfig,
-    auth: Arc<dyn AuthProvider>,
+    authentications: Authentications,
     endpoint: Option<ServerEndpoint>,
     protocol: Option<Arc<ServerConfig>>,
-    connections: HashMap<ConnectionId, Entity>,
+    /// Ordered maps: iteration order (and so the order of `FromClient<M>`)
+    /// is connection order, never hash order.
+    connections: BTreeMap<ConnectionId, Entity>,
     /// Connections we closed whose transport has not reported `Closed` yet.
     closing: HashSet<ConnectionId>,
-    clients: HashMap<ClientId, Entity>,
+    clients: BTreeMap<ClientId, Entity>,
+    /// Each identity's sessions, oldest first.
+    identities: HashMap<String, Vec<Entity>>,
+    /// Entities of connections closed this tick, despawned at the end of the
+    /// `Flush` set (after game code read their last messages).
+    despawn: Vec<Entity>,
     next_client_id: u64,
-    auth_sender: Sender<AuthOutcome>,
-    auth_results: Receiver<AuthOutcome>,
+    churn: ConnectionChurn,
     metrics: Arc<Metrics>,
+    counters: Arc<ServerCounters>,
     metrics_server: Option<MetricsServer>,
     start_error: Option<Arc<ServerStartError>>,
     /// Keeps the IO runtime alive until this resource is gone (declared last:
@@ -236,6 +259,30 @@ impl MokoshServer {
     /// The server's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The server plugin's own counters (authentication work, per-identity
+    /// cap, sends over a client's size limit, timeouts the peer reported).
+    pub fn counters(&self) -> ServerCountersSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Authentication requests in flight (running or waiting for a slot).
+    pub fn pending_authentications(&self) -> usize {
+        self.authentications.pending()
+    }
+
+    /// Blocks until no authentication task can make progress on its own
+    /// (each has answered, or waits on something outside it such as a timer,
+    /// a socket or a provider slot), for at most `timeout`; returns whether
+    /// that happened. Answers are applied at the next `Receive` set.
+    ///
+    /// For harnesses that step apps on virtual time (see
+    /// `mokosh_net::testing::TestNetwork::step`), so that a provider that answers
+    /// at once is applied in the next tick however busy the machine is. Never
+    /// call it from a game loop.
+    pub fn wait_for_authentications(&self, timeout: Duration) -> bool {
+        self.authentications.settle(timeout)
     }
 
     /// The IO layer's counters (accepts, refusals, frames, bytes).
@@ -313,12 +360,6 @@ pub struct ServerStartFailed {
     pub error: Arc<ServerStartError>,
 }
 
-/// Run condition: the server is listening. False before start-up and after a
-/// failed one.
-pub fn server_running(server: Option<Res<MokoshServer>>) -> bool {
-    server.is_some_and(|server| server.is_running())
-}
-
 fn start_server(
     mut server: ResMut<MokoshServer>,
     mut protocol: ResMut<ProtocolRegistry>,
@@ -364,7 +405,8 @@ fn start_server(
     server.endpoint = Some(endpoint);
     if let Some(addr) = server.config.metrics_addr {
         let metrics = server.metrics.clone();
-        let render = Arc::new(move || render_metrics(&metrics, &io_counters));
+        let counters = server.counters.clone();
+        let render = Arc::new(move || render_metrics(&metrics, &io_counters, &counters));
         match crate::metrics::serve_metrics(server.runtime.handle(), addr, render) {
             Ok(metrics_server) => {
                 tracing::info!(addr = %metrics_server.local_addr(), "metrics served at /metrics");
@@ -375,10 +417,15 @@ fn start_server(
     }
 }
 
-/// Prometheus text for the server's counters plus the IO layer's.
-pub fn render_metrics(metrics: &Metrics, io: &crate::io::IoCounters) -> String {
+/// Prometheus text for the server's counters plus the IO layer's and the
+/// server plugin's own ([`ServerCounters`]).
+pub fn render_metrics(
+    metrics: &Metrics,
+    io: &crate::io::IoCounters,
+    server: &ServerCounters,
+) -> String {
     let io = io.snapshot();
-    metrics.render_prometheus(&[
+    let mut extra = vec![
         (
             "mokosh_io_connections_refused_total_cap_total",
             "Connections refused because the server was full.",
@@ -419,7 +466,16 @@ pub fn render_metrics(metrics: &Metrics, io: &crate::io::IoCounters) -> String {
             "Frames refused because a connection's outbound queue was full.",
             io.slow_consumers,
         ),
-    ])
+    ];
+    extra.extend(server.snapshot().prometheus());
+    metrics.render_prometheus(&extra)
+}
+
+/// Run condition: the server is listening (after its `Startup` system bound
+/// the transport), like `client_connected` on the client. False before
+/// start-up and after a failed one ([`ServerStartError`]).
+pub fn server_running(server: Option<Res<MokoshServer>>) -> bool {
+    server.is_some_and(|server| server.endpoint.is_some())
 }
 
 /// When the app is exiting, tells every client (`ServerShutdown`) and closes

@@ -5,13 +5,38 @@ use bevy_ecs::prelude::*;
 use super::MokoshServer;
 use super::components::{AuthenticatedPackets, ClientConnection, NetSession};
 use super::lifecycle::{
-    AuthOutcome, apply_auth, kick_requested, open_connection, process_session_events,
+    apply_auth_results, kick_requested, open_connection, process_session_events,
 };
 use crate::io::{CloseCause, ConnectionId, IoEvent};
 use crate::metrics::Rejection;
-use crate::protocol::{DisconnectReason, PacketError};
+use crate::protocol::{DisconnectReason, Initiator, PacketError};
 use crate::shared::{now, now_from};
 use bevy_time::{Real, Time};
+
+/// Which rejection counter a closed connection bumps, if any: the one place
+/// that maps a disconnect reason to a rejection counter.
+///
+/// Only closes this server decided count ([`Initiator::Local`]): a peer that
+/// reports its own timeout is not the server's timeout. Reasons
+/// whose offending packets were already counted one by one where they were
+/// refused (rate limits, replays, decryption and decoding failures, ...) map
+/// to `None` so they are not counted twice.
+pub fn rejection_for_disconnect(
+    reason: DisconnectReason,
+    initiator: Initiator,
+) -> Option<Rejection> {
+    if initiator != Initiator::Local {
+        return None;
+    }
+    match reason {
+        DisconnectReason::IdleTimeout | DisconnectReason::HandshakeTimeout => {
+            Some(Rejection::Timeout)
+        }
+        DisconnectReason::AuthFailed => Some(Rejection::AuthFailed),
+        DisconnectReason::SlowConsumer => Some(Rejection::SlowConsumer),
+        _ => None,
+    }
+}
 
 /// Which rejection counter a packet error bumps.
 pub fn rejection_for(error: &PacketError) -> Option<Rejection> {
@@ -117,10 +142,7 @@ pub(super) fn receive_system(world: &mut World) {
                 }
             }
         }
-        let outcomes: Vec<AuthOutcome> = server.auth_results.try_iter().collect();
-        for outcome in outcomes {
-            apply_auth(world, &mut server, now, outcome);
-        }
+        apply_auth_results(world, &mut server, now);
     });
     kick_requested(world);
 }

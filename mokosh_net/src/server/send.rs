@@ -6,8 +6,7 @@ use super::MokoshServer;
 use super::components::{ClientConnection, ConnectionRtt, NetSession, TrafficStats};
 use super::lifecycle::process_session_events;
 use super::messages::ServerInbox;
-use crate::io::{self};
-use crate::metrics::Rejection;
+use crate::io;
 use crate::protocol::DisconnectReason;
 use crate::shared::now;
 
@@ -40,7 +39,6 @@ pub(super) fn flush_system(world: &mut World) {
                 }
             }
             if slow {
-                server.metrics.reject(Rejection::SlowConsumer);
                 session.disconnect(DisconnectReason::SlowConsumer, "outbound queue full");
                 // Nothing more can be queued for this peer.
                 while session.poll_transmit().is_some() {}
