@@ -89,6 +89,12 @@ crate::protocol::wire_id::wire_id! {
 /// * duplicates in the offer are harmless: only the first occurrence can ever
 ///   be chosen, later ones are ignored;
 /// * no overlap yields `None`, and the server should refuse the connection.
+///
+/// What a server *supports* is exactly `server_supported` (its
+/// `SessionConfig::codecs`, Postcard and JSON by default). [`CodecId::Raw`] is
+/// no exception: a Raw-only offer to a server that does not list Raw yields
+/// `None` (`NoCommonCodec`). Raw needs no negotiation to be *used*: any
+/// packet may carry a byte-string message as Raw whatever codec was agreed.
 #[must_use]
 pub fn negotiate_codec(client_offer: &[CodecId], server_supported: &[CodecId]) -> Option<CodecId> {
     client_offer
