@@ -20,7 +20,9 @@ use mokosh_fuzz::{Input, configs, registry};
 use mokosh_net::protocol::control::DisconnectReason;
 use mokosh_net::protocol::envelope::{FramePackets, Header};
 use mokosh_net::protocol::handshake::{Hello, MAX_HANDSHAKE_BODY};
-use mokosh_net::protocol::session::{PacketError, ServerConfig, Session, SessionConfig, SessionEvent};
+use mokosh_net::protocol::session::{
+    PacketError, ServerConfig, Session, SessionConfig, SessionEvent,
+};
 
 fn server_config(plaintext: bool) -> &'static ServerConfig {
     static NOISE: OnceLock<ServerConfig> = OnceLock::new();
