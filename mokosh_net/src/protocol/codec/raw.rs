@@ -12,7 +12,7 @@ use super::CodecError;
 // RawBytes
 // ---------------------------------------------------------------------------
 
-/// The canonical payload type for the [`CodecId::Raw`] codec: an owned byte
+/// The canonical payload type for the [`CodecId::Raw`](super::CodecId::Raw) codec: an owned byte
 /// string.
 ///
 /// It serializes with `serialize_bytes` (so `raw` writes it verbatim, postcard
