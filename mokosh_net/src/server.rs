@@ -9,7 +9,7 @@
 //!
 //! | set | schedule | what it does |
 //! |-----|----------|--------------|
-//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`]); runs the handshake and authentication; emits [`ClientConnected`] / [`ClientDisconnected`] |
+//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_frame`]); runs the handshake and authentication; emits [`ClientConnected`] / [`ClientDisconnected`] |
 //! | [`MokoshServerSystems::RateLimit`] | `FixedPreUpdate` | charges each packet to its client's message and byte budgets ([`Session::admit`]); drops the excess, disconnects persistent offenders |
 //! | [`MokoshServerSystems::Deliver`] | `FixedPreUpdate` | keepalive, disconnect notices, application messages ([`Session::deliver`]) |
 //! | [`MokoshServerSystems::Dispatch`] | `FixedPreUpdate` | decodes messages into typed [`FromClient<M>`] |
@@ -612,9 +612,10 @@ pub fn rejection_for(error: &PacketError) -> Option<Rejection> {
         PacketError::SecurityMismatch => Rejection::SecurityMismatch,
         PacketError::SchemaMismatch(_) => Rejection::SchemaMismatch,
         PacketError::Refused(DisconnectReason::SchemaMismatch) => Rejection::SchemaMismatch,
-        PacketError::Refused(_) | PacketError::UnknownRoute(_) | PacketError::Unexpected(_) => {
-            Rejection::ProtocolViolation
-        }
+        PacketError::Refused(_)
+        | PacketError::UnknownRoute(_)
+        | PacketError::WrongDirection(_)
+        | PacketError::Unexpected(_) => Rejection::ProtocolViolation,
         PacketError::Closed => return None,
     })
 }
@@ -642,20 +643,19 @@ fn receive_system(world: &mut World) {
                     // Authenticate and replay-check; rate limiting and delivery
                     // are the next two system sets.
                     let result = match world.get_mut::<NetSession>(entity) {
-                        Some(mut session) => session.0.open_packet(now, &frame),
+                        Some(mut session) => session.0.open_frame(now, &frame),
                         None => continue,
                     };
                     if let Some(connection) = world.get::<ClientConnection>(entity) {
                         connection.link.frame_consumed();
                     }
                     match result {
-                        Ok(Some(packet)) => {
+                        Ok(opened) => {
                             if let Some(mut packets) = world.get_mut::<AuthenticatedPackets>(entity)
                             {
-                                packets.0.push(packet);
+                                packets.0.extend(opened);
                             }
                         }
-                        Ok(None) => {}
                         Err(error) => count_rejection(&server, id, &error),
                     }
                     process_session_events(world, &mut server, entity);

@@ -77,7 +77,11 @@ fn sequences(pair: &mut SessionPair) -> Vec<u32> {
 #[test]
 fn queued_packets_leave_in_as_few_frames_as_allowed() {
     let now = Instant::now();
-    let mut pair = connected(SessionConfig::default(), now);
+    let session = SessionConfig {
+        rate_limit: RateLimitConfig::unlimited(),
+        ..SessionConfig::default()
+    };
+    let mut pair = connected(session, now);
     for sequence in 0..200 {
         pair.client.send_message(&input(sequence, 4)).unwrap();
     }
