@@ -322,3 +322,25 @@ fn an_offer_of_only_raw_needs_a_server_that_lists_raw() {
     );
     assert_eq!(offer_raw(vec![CodecId::Postcard, CodecId::Raw]), Ok(()));
 }
+
+/// Handshake packets never carry a tick: a hello with the TICK flag is
+/// refused.
+#[test]
+fn a_handshake_packet_with_a_tick_is_refused() {
+    let now = Instant::now();
+    let mut pair = SessionPair::with_registry(registry(), SessionConfig::default(), now);
+    let hello = pair.client.poll_transmit().expect("hello");
+    let decoded = Header::decode(&hello, 4096).expect("one packet");
+    let mut forged = Vec::new();
+    Header {
+        tick: Some(1),
+        ..decoded.header
+    }
+    .encode(&mut forged);
+    forged.extend_from_slice(decoded.body);
+    assert!(matches!(
+        pair.server.handle_packet(now, &forged),
+        Err(PacketError::Unexpected(_))
+    ));
+    assert!(pair.server.is_closed());
+}
