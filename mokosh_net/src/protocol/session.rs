@@ -803,6 +803,10 @@ impl Session {
     pub fn handle_packet(&mut self, now: Instant, frame: &[u8]) -> Result<(), PacketError> {
         let mut dropped = None;
         for packet in self.open_frame(now, frame)? {
+            if self.is_closed() {
+                // A DISCONNECT earlier in the frame ended the session.
+                break;
+            }
             match self.admit(now, &packet) {
                 Ok(()) => self.deliver(now, packet)?,
                 Err(error) if !error.is_fatal() => dropped = dropped.or(Some(error)),
@@ -841,7 +845,8 @@ impl Session {
         self.close_if_fatal(result)
     }
 
-    /// Step 2 of receiving: charges an opened packet to the peer's rate limits.
+    /// Step 2 of receiving: charges an opened packet to the peer's rate limits
+    /// (one message, and [`OpenedPacket::budget_cost`] bytes).
     /// Over the limit the packet must be dropped (`RateLimited { fatal: false }`);
     /// persistently over it the session closes.
     pub fn admit(&mut self, now: Instant, packet: &OpenedPacket) -> Result<(), PacketError> {
