@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use mokosh_fuzz::{Input, ROUTE_A, ROUTE_B, configs, established_session_config};
 use mokosh_net::protocol::codec::CodecId;
-use mokosh_net::protocol::envelope::{Flags, Header};
+use mokosh_net::protocol::envelope::{Flags, FramePackets, Header};
 use mokosh_net::protocol::replay::ReplayMode;
 use mokosh_net::protocol::session::{ClientConfig, ServerConfig, Session, SessionEvent};
 use mokosh_net::protocol::testing::SessionPair;
@@ -78,25 +78,28 @@ struct Harness {
 }
 
 impl Harness {
+    /// Splits each batched frame into its packets; each is kept as a
+    /// single-packet frame (which receivers accept too).
     fn collect_client_frames(&mut self, message: Option<Sent>) {
         while let Some(frame) = self.client.poll_transmit() {
-            let counter = Header::decode(&frame, usize::MAX)
-                .expect("client sealed a malformed frame")
-                .header
-                .message_id;
-            self.genuine.push(Genuine {
-                frame,
-                counter,
-                message: message.clone(),
-            });
+            for packet in FramePackets::new(&frame, usize::MAX).expect("client frame length") {
+                let packet = packet.expect("client sealed a malformed frame");
+                self.genuine.push(Genuine {
+                    frame: packet.bytes.to_vec(),
+                    counter: packet.header.message_id,
+                    message: message.clone(),
+                });
+            }
         }
     }
 
     fn collect_server_frames(&mut self) {
         while let Some(frame) = self.server.poll_transmit() {
-            Header::decode(&frame, usize::MAX).expect("server sealed a malformed frame");
-            if self.reflected.len() < 32 {
-                self.reflected.push(frame);
+            for packet in FramePackets::new(&frame, usize::MAX).expect("server frame length") {
+                let packet = packet.expect("server sealed a malformed frame");
+                if self.reflected.len() < 32 {
+                    self.reflected.push(packet.bytes.to_vec());
+                }
             }
         }
     }
@@ -112,7 +115,10 @@ impl Harness {
                 assert_eq!(result, Ok(()), "genuine in-order frame {counter} rejected");
             }
             if result.is_ok() {
-                assert!(self.accepted.insert(counter), "counter {counter} accepted twice");
+                assert!(
+                    self.accepted.insert(counter),
+                    "counter {counter} accepted twice"
+                );
                 self.next_expected = counter + 1;
             }
         } else {
@@ -135,7 +141,11 @@ impl Harness {
                     correlation_id: message.correlation_id,
                     payload: message.payload,
                 };
-                assert_eq!(Some(&received), g.message.as_ref(), "message altered in transit");
+                assert_eq!(
+                    Some(&received),
+                    g.message.as_ref(),
+                    "message altered in transit"
+                );
             }
         }
         // An accepted application frame yields exactly one message.
@@ -143,7 +153,10 @@ impl Harness {
             Some(index) if result.is_ok() => usize::from(self.genuine[index].message.is_some()),
             _ => 0,
         };
-        assert_eq!(messages, expected, "wrong number of messages for {result:?}");
+        assert_eq!(
+            messages, expected,
+            "wrong number of messages for {result:?}"
+        );
         self.collect_server_frames();
     }
 
@@ -194,7 +207,10 @@ fuzz_target!(|data: &[u8]| {
                         payload.extend_from_within(..payload.len().min(512 - payload.len()));
                     }
                 }
-                if h.client.send(route_id, codec, &payload, correlation_id).is_ok() {
+                if h.client
+                    .send(route_id, codec, &payload, correlation_id)
+                    .is_ok()
+                {
                     h.collect_client_frames(Some(Sent {
                         route_id,
                         codec,

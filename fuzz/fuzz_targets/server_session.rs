@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use mokosh_fuzz::{Input, configs, registry};
 use mokosh_net::protocol::control::DisconnectReason;
-use mokosh_net::protocol::envelope::Header;
+use mokosh_net::protocol::envelope::{FramePackets, Header};
 use mokosh_net::protocol::handshake::{Hello, MAX_HANDSHAKE_BODY};
-use mokosh_net::protocol::session::{PacketError, ServerConfig, Session, SessionConfig, SessionEvent};
+use mokosh_net::protocol::session::{
+    PacketError, ServerConfig, Session, SessionConfig, SessionEvent,
+};
 
 fn server_config(plaintext: bool) -> &'static ServerConfig {
     static NOISE: OnceLock<ServerConfig> = OnceLock::new();
@@ -115,8 +117,11 @@ fuzz_target!(|data: &[u8]| {
         }
 
         while let Some(out) = server.poll_transmit() {
-            // Every frame the server emits is a well-formed envelope.
-            if let Err(error) = Header::decode(&out, usize::MAX) {
+            // Every frame the server emits is a well-formed envelope (or, after
+            // the handshake, a batch of them).
+            let packets = FramePackets::new(&out, usize::MAX)
+                .map(|packets| packets.collect::<Result<Vec<_>, _>>());
+            if let Err(error) | Ok(Err(error)) = packets {
                 panic!("server transmitted a malformed frame ({error}): {out:02x?}");
             }
         }

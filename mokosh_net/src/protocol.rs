@@ -8,7 +8,7 @@
 //! | module | what it holds |
 //! |--------|---------------|
 //! | [`varint`] | canonical LEB128 integers |
-//! | [`envelope`] | the packet header (version, flags, codec, route, message id, correlation id, schema hash, length) |
+//! | [`envelope`] | the packet header (version, flags, codec, route, message id, correlation id, schema hash, tick, length) and frames of several packets |
 //! | [`codec`] | JSON / Postcard / Raw serialization and codec negotiation |
 //! | [`compression`] | zstd and lz4 with reused contexts and bounded decompression |
 //! | [`crypto`] | server keys, the Noise NK handshake, per-packet ChaCha20-Poly1305 sealing |
@@ -16,7 +16,7 @@
 //! | [`control`] | PING / PONG / DISCONNECT and [`DisconnectReason`] |
 //! | [`replay`] | strict counters and the sliding replay window |
 //! | [`rate_limit`] | token buckets for messages and bytes |
-//! | [`schema`], [`message`], [`registry`] | typed messages: schema hashes, [`GameMessage`], route registry and protocol hash |
+//! | [`schema`], [`message`], [`registry`] | typed messages: schema hashes, [`GameMessage`], directions, route registry and protocol hash |
 //! | [`session`] | the per-connection state machine tying it all together |
 //! | [`testing`] | two sessions back to back, for tests, benches and fuzzing |
 //!

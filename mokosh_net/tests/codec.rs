@@ -176,6 +176,9 @@ fn negotiation_table() {
         (&[J, J, P, J], &[P], Some(P)),
         (&[P, P], &[P, J], Some(P)),
         (&[J, J], &[P], None),
+        // Raw is supported only when listed, like any other codec.
+        (&[R], &[P, J], None),
+        (&[R], &[P, J, R], Some(R)),
     ];
     for (offer, supported, expected) in cases {
         assert_eq!(

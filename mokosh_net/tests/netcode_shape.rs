@@ -90,6 +90,74 @@ fn an_update_without_a_fixed_step_leaves_the_tick_alone() {
     assert_eq!(tick(&app), 0);
 }
 
+/// Ticks seen on received pings: (the sender's tick, our tick when replying).
+#[derive(Resource, Default)]
+struct Stamps(Vec<(Option<u32>, u32)>);
+
+fn answer_pings(
+    tick: Res<NetworkTick>,
+    mut stamps: ResMut<Stamps>,
+    mut inbox: MessageReader<FromClient<Ping>>,
+    mut outbox: MessageWriter<ToClients<Ping>>,
+) {
+    for ping in inbox.read() {
+        stamps.0.push((ping.tick, tick.get()));
+        outbox.write(ToClients::to(ping.client_id, ping.message.clone()));
+    }
+}
+
+fn record_answers(
+    tick: Res<NetworkTick>,
+    mut stamps: ResMut<Stamps>,
+    mut inbox: MessageReader<FromServer<Ping>>,
+) {
+    for answer in inbox.read() {
+        stamps.0.push((answer.tick, tick.get()));
+    }
+}
+
+#[test]
+fn messages_carry_the_tick_they_were_sent_in() {
+    let keypair = KeyPair::generate().unwrap();
+    let mut server = server_app(keypair.clone(), |_| {});
+    server
+        .add_game_message::<Ping>()
+        .init_resource::<Stamps>()
+        .add_systems(FixedUpdate, answer_pings);
+    let mut client = client_app(keypair.public(), "player", |_| {});
+    client
+        .add_game_message::<Ping>()
+        .init_resource::<Stamps>()
+        .add_systems(FixedUpdate, record_answers);
+    let mut network = TestNetwork::new(server, vec![client]);
+    assert!(network.run_until(60, |net| net.all_connected()));
+    // Skew the clocks so the two ticks cannot match by accident.
+    for _ in 0..7 {
+        network.server.update();
+    }
+    network.clients[0]
+        .world_mut()
+        .write_message(ToServer::new(Ping(1)));
+    network.clients[0].update();
+    let sent_in = tick(&network.clients[0]);
+    assert!(network.run_until(10, |net| {
+        !net.clients[0].world().resource::<Stamps>().0.is_empty()
+    }));
+    let (client_tick, answered_in) = network.server.world().resource::<Stamps>().0[0];
+    assert_eq!(
+        client_tick,
+        Some(sent_in),
+        "the server sees the client's tick"
+    );
+    assert_ne!(answered_in, sent_in);
+    let (server_tick, _) = network.clients[0].world().resource::<Stamps>().0[0];
+    assert_eq!(
+        server_tick,
+        Some(answered_in),
+        "the client sees the server's tick"
+    );
+}
+
 // ------------------------------------------------------------- schedules
 
 /// The game's simulation: counts its runs, echoes pings, and sends one ping

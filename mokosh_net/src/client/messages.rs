@@ -13,6 +13,9 @@ pub struct FromServer<M: GameMessage> {
     pub message: M,
     /// The correlation id the server set, if any.
     pub correlation_id: Option<u64>,
+    /// The server's [`NetworkTick`](crate::tick::NetworkTick) when it sent the
+    /// message, if it stamped one.
+    pub tick: Option<u32>,
 }
 
 /// A typed message for the server.
@@ -65,6 +68,7 @@ fn dispatch_system<M: GameMessage>(
                 writer.write(FromServer {
                     message: decoded,
                     correlation_id: message.correlation_id,
+                    tick: message.tick,
                 });
             }
             Err(error) => {

@@ -126,7 +126,13 @@ impl Plugin for MokoshClientPlugin {
         );
         app.add_systems(
             FixedPreUpdate,
-            receive_system.in_set(MokoshClientSystems::Receive),
+            (stamp_tick_system, receive_system)
+                .chain()
+                .in_set(MokoshClientSystems::Receive),
+        );
+        app.add_systems(
+            FixedPostUpdate,
+            stamp_tick_system.before(MokoshClientSystems::Send),
         );
         app.add_systems(
             FixedPostUpdate,
@@ -359,6 +365,16 @@ fn receive_system(world: &mut World) {
         }
         process_events(world, &mut client);
     });
+}
+
+/// Sets the session's outgoing tick to the current
+/// [`NetworkTick`](crate::tick::NetworkTick): every packet sealed during a step
+/// carries that step's tick (stamped again before `Send` for a session that
+/// came up during the step).
+fn stamp_tick_system(tick: Res<crate::tick::NetworkTick>, mut client: ResMut<MokoshClient>) {
+    if let Some(session) = client.session.as_mut() {
+        session.set_tick(tick.get());
+    }
 }
 
 fn start_connect(world: &mut World, client: &mut MokoshClient, target: ConnectTarget) {

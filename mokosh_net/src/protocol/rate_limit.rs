@@ -5,7 +5,15 @@
 //! (default 256 KiB/s, burst 512 KiB). Every packet a peer sends after the
 //! handshake — control messages included — costs one message token and its size
 //! in byte tokens; a packet is admitted only if both buckets can pay, and then
-//! both pay (all or nothing).
+//! both pay (all or nothing). The session charges a packet's wire bytes plus,
+//! for a compressed packet, its declared decompressed size, so a small frame
+//! that expands to a large body pays for the large body.
+//!
+//! Each side limits what its *peer* sends, with its own policy; nothing is
+//! negotiated. These defaults are the server's budget for one client. A client
+//! limits the server, which also relays other players' traffic, far more
+//! loosely (the client plugin uses 2,000 messages/s and 8 MiB/s); see
+//! `docs/PROTOCOL.md` section 9.
 //!
 //! Arithmetic is integer-only (tokens are kept in billionths) so results are
 //! exact and reproducible: the same sequence of `(now, size)` inputs always gives
@@ -149,7 +157,7 @@ impl RateLimiter {
         }
     }
 
-    /// Charges one packet of `size` bytes at `now`.
+    /// Charges one packet costing `size` byte tokens at `now`.
     pub fn check(&mut self, now: Instant, size: usize) -> Result<(), RateLimitError> {
         let size = size as u64;
         if self.messages.can_take(now, 1) && self.bytes.can_take(now, size) {

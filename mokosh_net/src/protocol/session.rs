@@ -43,9 +43,11 @@ use super::control::{
 };
 use super::crypto::TAG_LEN;
 use super::crypto::{CryptoError, KeyPair, NoiseHandshake, PacketOpener, PacketSealer, PublicKey};
-use super::envelope::{EnvelopeError, Flags, Header};
+use super::envelope::{
+    EnvelopeError, Flags, FramePacket, FramePackets, Header, MAX_HEADER_LEN, MAX_PACKETS_PER_FRAME,
+};
 use super::handshake::{Accept, Hello, MAX_HANDSHAKE_BODY, Response};
-use super::message::GameMessage;
+use super::message::{Direction, GameMessage};
 use super::rate_limit::{RateLimitConfig, RateLimitError, RateLimiter};
 use super::reader::WireError;
 use super::registry::MessageRegistry;
@@ -161,6 +163,9 @@ pub struct ReceivedMessage {
     pub message_id: u64,
     /// Correlation id, if the sender set one.
     pub correlation_id: Option<u64>,
+    /// The sender's network tick when it sealed the message, if it keeps one
+    /// ([`Session::set_tick`]).
+    pub tick: Option<u32>,
     /// Codec of `payload`.
     pub codec: CodecId,
     /// The serialized message.
@@ -209,6 +214,8 @@ pub enum MessageDecodeError {
 pub struct OpenedPacket {
     header: Header,
     wire_len: usize,
+    /// Declared decompressed size when COMPRESSED, else 0.
+    decompressed_len: usize,
     body: Vec<u8>,
 }
 
@@ -223,9 +230,20 @@ impl OpenedPacket {
         self.header.message_id
     }
 
-    /// Size of the frame on the wire (what the byte budget is charged).
+    /// Size of this packet on the wire (its share of the frame).
     pub fn wire_len(&self) -> usize {
         self.wire_len
+    }
+
+    /// What the byte budget is charged for this packet: its wire bytes plus,
+    /// when it is compressed, the decompressed size its body declares.
+    pub fn budget_cost(&self) -> usize {
+        self.wire_len.saturating_add(self.decompressed_len)
+    }
+
+    /// The sender's network tick, if it set one.
+    pub fn tick(&self) -> Option<u32> {
+        self.header.tick
     }
 }
 
@@ -297,6 +315,10 @@ pub enum PacketError {
     /// A message's schema hash does not match the registry.
     #[error("schema hash mismatch on route {0}")]
     SchemaMismatch(u16),
+    /// A message the peer's side may not send (its registered
+    /// [`Direction`] does not allow it).
+    #[error("route {0} may not travel in this direction")]
+    WrongDirection(u16),
     /// A packet that is not allowed in the current state.
     #[error("unexpected packet: {0}")]
     Unexpected(&'static str),
@@ -330,6 +352,7 @@ impl PacketError {
             | PacketError::MalformedBody(_)
             | PacketError::Decompress(_)
             | PacketError::UnknownRoute(_)
+            | PacketError::WrongDirection(_)
             | PacketError::Unexpected(_)
             | PacketError::Closed => DisconnectReason::ProtocolViolation,
         }
@@ -358,6 +381,10 @@ pub enum SendError {
     /// The route is reserved or not in the registry.
     #[error("route {0} is not a registered message route")]
     UnknownRoute(u16),
+    /// This side may not send the message (its registered
+    /// [`Direction`] does not allow it).
+    #[error("route {0} may not be sent from this side")]
+    WrongDirection(u16),
     /// The payload exceeds the peer's maximum message size.
     #[error("message of {len} bytes exceeds the peer's maximum of {max}")]
     TooLarge {
@@ -426,7 +453,7 @@ impl RttEstimate {
 pub struct SessionStats {
     /// Frames received (all, including rejected ones).
     pub packets_in: u64,
-    /// Frames queued for sending.
+    /// Packets queued for sending (several may share a frame).
     pub packets_out: u64,
     /// Bytes received.
     pub bytes_in: u64,
@@ -460,6 +487,32 @@ pub enum Role {
     Client,
     /// Answers it.
     Server,
+}
+
+impl Role {
+    /// The other side.
+    pub const fn peer(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
+    }
+
+    /// Whether this side may send a message registered with `direction`.
+    pub const fn may_send(self, direction: Direction) -> bool {
+        match self {
+            Role::Client => direction.client_sends(),
+            Role::Server => direction.server_sends(),
+        }
+    }
+}
+
+/// A queued packet: handshake packets travel alone, the others may be
+/// batched into one frame by [`Session::poll_transmit`].
+#[derive(Debug)]
+enum Outgoing {
+    Alone(Vec<u8>),
+    Batchable(Vec<u8>),
 }
 
 enum State {
@@ -508,7 +561,9 @@ pub struct Session {
     registry: Arc<MessageRegistry>,
     config: SessionConfig,
     state: State,
-    transmit: VecDeque<Vec<u8>>,
+    transmit: VecDeque<Outgoing>,
+    /// The network tick stamped on packets sealed from now on.
+    tick: Option<u32>,
     events: VecDeque<SessionEvent>,
     rtt: RttEstimate,
     stats: SessionStats,
@@ -598,6 +653,7 @@ impl Session {
             config,
             state,
             transmit: VecDeque::new(),
+            tick: None,
             events: VecDeque::new(),
             rtt: RttEstimate::default(),
             stats: SessionStats::default(),
@@ -675,9 +731,49 @@ impl Session {
         }
     }
 
-    /// The next frame to send, in order.
+    /// The next frame to send, in order. After the handshake the queued
+    /// packets are batched: one frame holds as many consecutive packets as
+    /// fit the peer's frame limit (its max message size + 16 + 44 bytes) and
+    /// [`MAX_PACKETS_PER_FRAME`]; a handshake packet always travels alone.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmit.pop_front()
+        let mut frame = match self.transmit.pop_front()? {
+            Outgoing::Alone(frame) => return Some(frame),
+            Outgoing::Batchable(frame) => frame,
+        };
+        let limit = self.peer_frame_limit();
+        let mut packets = 1;
+        while packets < MAX_PACKETS_PER_FRAME {
+            match self.transmit.front() {
+                Some(Outgoing::Batchable(next)) if frame.len() + next.len() <= limit => {
+                    frame.extend_from_slice(next);
+                    self.transmit.pop_front();
+                    packets += 1;
+                }
+                _ => break,
+            }
+        }
+        Some(frame)
+    }
+
+    /// Sets the network tick that packets sealed from now on carry (in the
+    /// envelope's TICK field; the peer sees it as [`ReceivedMessage::tick`]).
+    /// Call it once per fixed step, before sending that step's messages.
+    pub fn set_tick(&mut self, tick: u32) {
+        self.tick = Some(tick);
+    }
+
+    /// The tick set by [`set_tick`](Self::set_tick), if any.
+    pub const fn tick(&self) -> Option<u32> {
+        self.tick
+    }
+
+    /// The largest frame the peer accepts: its max message size plus the tag
+    /// and the longest header. Before the handshake completes, no batching.
+    fn peer_frame_limit(&self) -> usize {
+        match &self.state {
+            State::Established(est) => est.peer_max_message_size + TAG_LEN + MAX_HEADER_LEN,
+            _ => 0,
+        }
     }
 
     /// The next event.
@@ -698,48 +794,64 @@ impl Session {
         }
     }
 
-    /// Processes one received frame: [`open_packet`](Self::open_packet), then
-    /// [`admit`](Self::admit), then [`deliver`](Self::deliver). See
+    /// Processes one received frame: [`open_frame`](Self::open_frame), then
+    /// [`admit`](Self::admit) and [`deliver`](Self::deliver) for each of its
+    /// packets in order. A packet over the rate limit is dropped and the
+    /// others still delivered; the frame's result is then that
+    /// `RateLimited` error. A fatal error stops at its packet. See
     /// [`PacketError`] for what errors mean.
     pub fn handle_packet(&mut self, now: Instant, frame: &[u8]) -> Result<(), PacketError> {
-        match self.open_packet(now, frame)? {
-            Some(packet) => {
-                self.admit(now, &packet)?;
-                self.deliver(now, packet)
+        let mut dropped = None;
+        for packet in self.open_frame(now, frame)? {
+            if self.is_closed() {
+                // A DISCONNECT earlier in the frame ended the session.
+                break;
             }
-            None => Ok(()),
+            match self.admit(now, &packet) {
+                Ok(()) => self.deliver(now, packet)?,
+                Err(error) if !error.is_fatal() => dropped = dropped.or(Some(error)),
+                Err(error) => return Err(error),
+            }
         }
+        dropped.map_or(Ok(()), Err)
     }
 
-    /// Step 1 of receiving: decodes the envelope, checks the packet counter
-    /// against the replay guard, verifies and decrypts the packet, and only
-    /// then commits the counter and resets the idle timer. Handshake packets
-    /// are processed completely here (and return `None`).
-    pub fn open_packet(
+    /// Step 1 of receiving: splits the frame into its packets and, for each
+    /// in order, decodes the envelope, checks the packet counter against the
+    /// replay guard, verifies and decrypts the packet, and only then commits
+    /// the counter and resets the idle timer. A compressed packet's declared
+    /// size is read (not decompressed) for [`admit`](Self::admit). Handshake
+    /// frames hold one packet and are processed completely here (returning
+    /// no packets). Any error is fatal; packets before the bad one have been
+    /// committed but are not returned, since the session is closed.
+    pub fn open_frame(
         &mut self,
         now: Instant,
         frame: &[u8],
-    ) -> Result<Option<OpenedPacket>, PacketError> {
+    ) -> Result<Vec<OpenedPacket>, PacketError> {
         self.stats.packets_in += 1;
         self.stats.bytes_in += frame.len() as u64;
         let result = match &self.state {
-            State::ClientHandshake { .. } => self.handle_server_response(now, frame).map(|()| None),
-            State::ServerAwaitHello { .. } => self.handle_client_hello(frame).map(|()| None),
+            State::ClientHandshake { .. } => {
+                self.handle_server_response(now, frame).map(|()| Vec::new())
+            }
+            State::ServerAwaitHello { .. } => self.handle_client_hello(frame).map(|()| Vec::new()),
             State::ServerAwaitAuth { .. } => Err(PacketError::Unexpected(
                 "packet before the handshake completed",
             )),
-            State::Established(_) => self.open_established(now, frame).map(Some),
+            State::Established(_) => self.open_established_frame(now, frame),
             State::Closed(_) => return Err(PacketError::Closed),
         };
         self.close_if_fatal(result)
     }
 
-    /// Step 2 of receiving: charges an opened packet to the peer's rate limits.
+    /// Step 2 of receiving: charges an opened packet to the peer's rate limits
+    /// (one message, and [`OpenedPacket::budget_cost`] bytes).
     /// Over the limit the packet must be dropped (`RateLimited { fatal: false }`);
     /// persistently over it the session closes.
     pub fn admit(&mut self, now: Instant, packet: &OpenedPacket) -> Result<(), PacketError> {
         let result = match &mut self.state {
-            State::Established(est) => match est.limiter.check(now, packet.wire_len) {
+            State::Established(est) => match est.limiter.check(now, packet.budget_cost()) {
                 Ok(()) => Ok(()),
                 Err(RateLimitError::Dropped) => {
                     self.stats.rate_limited += 1;
@@ -902,6 +1014,9 @@ impl Session {
             .registry
             .get(route_id)
             .ok_or(SendError::UnknownRoute(route_id))?;
+        if !self.role.may_send(info.direction) {
+            return Err(SendError::WrongDirection(route_id));
+        }
         if codec != est.codec && codec != CodecId::Raw {
             return Err(SendError::CodecNotNegotiated(codec));
         }
@@ -962,6 +1077,7 @@ impl Session {
         let State::Established(est) = &mut self.state else {
             return Err(SendError::NotConnected);
         };
+        header.tick = self.tick;
         let mut compressed = Vec::new();
         let body = if compress
             && est
@@ -1001,7 +1117,7 @@ impl Session {
             Ok(counter) => {
                 self.stats.packets_out += 1;
                 self.stats.bytes_out += frame.len() as u64;
-                self.transmit.push_back(frame);
+                self.transmit.push_back(Outgoing::Batchable(frame));
                 Ok(counter)
             }
             Err(SendError::CounterExhausted) => {
@@ -1027,7 +1143,7 @@ impl Session {
         frame.extend_from_slice(body);
         self.stats.packets_out += 1;
         self.stats.bytes_out += frame.len() as u64;
-        self.transmit.push_back(frame);
+        self.transmit.push_back(Outgoing::Alone(frame));
     }
 
     fn close(&mut self, reason: DisconnectReason, initiator: Initiator, detail: String) {
@@ -1131,6 +1247,7 @@ impl Session {
             || header.message_id != 0
             || header.correlation_id.is_some()
             || header.schema_hash.is_some()
+            || header.tick.is_some()
             || header.flags.contains(Flags::COMPRESSED)
         {
             return Err(PacketError::Unexpected("malformed handshake header"));
@@ -1272,12 +1389,24 @@ impl Session {
         }
     }
 
-    fn open_established(
+    fn open_established_frame(
         &mut self,
         now: Instant,
         frame: &[u8],
+    ) -> Result<Vec<OpenedPacket>, PacketError> {
+        let packets = FramePackets::new(frame, self.config.max_message_size + TAG_LEN)?;
+        let mut opened = Vec::new();
+        for packet in packets {
+            opened.push(self.open_established(now, packet?)?);
+        }
+        Ok(opened)
+    }
+
+    fn open_established(
+        &mut self,
+        now: Instant,
+        decoded: FramePacket<'_>,
     ) -> Result<OpenedPacket, PacketError> {
-        let decoded = Header::decode(frame, self.config.max_message_size + TAG_LEN)?;
         let header = decoded.header;
         let State::Established(est) = &mut self.state else {
             return Err(PacketError::Unexpected("not connected"));
@@ -1290,7 +1419,7 @@ impl Session {
         match &est.opener {
             Some(opener) => opener
                 .open(
-                    &frame[..decoded.header_len],
+                    &decoded.bytes[..decoded.header_len],
                     header.message_id,
                     decoded.body,
                     &mut body,
@@ -1301,9 +1430,23 @@ impl Session {
         // Authenticated: only now may state change.
         est.replay.commit(header.message_id);
         est.last_received = now;
+        // What the byte budget will charge: the size the body expands to.
+        let decompressed_len = if header.flags.contains(Flags::COMPRESSED) {
+            est.compressor
+                .declared_size(&body)
+                .map_err(|error| match error {
+                    CompressionError::NotNegotiated => {
+                        PacketError::Unexpected("compression was not negotiated")
+                    }
+                    other => PacketError::Decompress(other.to_string()),
+                })?
+        } else {
+            0
+        };
         Ok(OpenedPacket {
             header,
-            wire_len: frame.len(),
+            wire_len: decoded.bytes.len(),
+            decompressed_len,
             body,
         })
     }
@@ -1336,6 +1479,9 @@ impl Session {
                     .registry
                     .get(route)
                     .ok_or(PacketError::UnknownRoute(route))?;
+                if !self.role.peer().may_send(info.direction) {
+                    return Err(PacketError::WrongDirection(route));
+                }
                 if header
                     .schema_hash
                     .is_some_and(|hash| hash != info.schema_hash)
@@ -1363,6 +1509,7 @@ impl Session {
                         route_id: route,
                         message_id: header.message_id,
                         correlation_id: header.correlation_id,
+                        tick: header.tick,
                         codec: header.codec,
                         payload,
                     }));

@@ -24,6 +24,9 @@ pub struct FromClient<M: GameMessage> {
     pub message: M,
     /// The correlation id the client set, if any (echo it in a reply).
     pub correlation_id: Option<u64>,
+    /// The client's [`NetworkTick`](crate::tick::NetworkTick) when it sent the
+    /// message (its own clock, not the server's), if it stamped one.
+    pub tick: Option<u32>,
 }
 
 /// Which clients a [`ToClients`] message goes to.
@@ -138,6 +141,7 @@ fn dispatch_system<M: GameMessage>(
                     client_id,
                     message: decoded,
                     correlation_id: message.correlation_id,
+                    tick: message.tick,
                 });
             }
             Err(error) => {

@@ -21,7 +21,7 @@
 //! | set | schedule | what it does |
 //! |-----|----------|--------------|
 //! | [`MokoshTickSystems::Advance`](crate::tick::MokoshTickSystems::Advance) | `FixedFirst` | [`NetworkTick`](crate::tick::NetworkTick) + 1 |
-//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_packet`](crate::protocol::Session::open_packet)); runs the handshake; starts authentication on the IO runtime, applies its answers and refuses the requests past [`AuthLimits::timeout`]; emits [`ClientConnected`] / [`ClientDisconnected`] |
+//! | [`MokoshServerSystems::Receive`] | `FixedPreUpdate` | drains the IO channel; verifies, decrypts and replay-checks each packet ([`Session::open_frame`](crate::protocol::Session::open_frame)); runs the handshake; starts authentication on the IO runtime, applies its answers and refuses the requests past [`AuthLimits::timeout`]; emits [`ClientConnected`] / [`ClientDisconnected`] |
 //! | [`MokoshServerSystems::RateLimit`] | `FixedPreUpdate` | charges each packet to its client's message and byte budgets ([`Session::admit`](crate::protocol::Session::admit)); drops the excess, disconnects persistent offenders |
 //! | [`MokoshServerSystems::Deliver`] | `FixedPreUpdate` | keepalive, disconnect notices, application messages ([`Session::deliver`](crate::protocol::Session::deliver)) |
 //! | [`MokoshServerSystems::Dispatch`] | `FixedPreUpdate` | decodes messages into typed [`FromClient<M>`] |
@@ -191,6 +191,17 @@ impl Plugin for MokoshServerPlugin {
             (flush_system, despawn_closed_system)
                 .chain()
                 .in_set(MokoshServerSystems::Flush),
+        );
+        // Every packet sealed during a step carries that step's tick: stamped
+        // before anything is sealed in FixedPreUpdate (pongs, disconnects) and
+        // again before `Send` (sessions established during this step).
+        app.add_systems(
+            FixedPreUpdate,
+            stamp_tick_system.before(MokoshServerSystems::Receive),
+        );
+        app.add_systems(
+            FixedPostUpdate,
+            stamp_tick_system.before(MokoshServerSystems::Send),
         );
         // Handshake answers and pongs leave in the tick that caused them.
         app.add_systems(
@@ -414,6 +425,13 @@ fn start_server(
             }
             Err(source) => fail(&mut server, ServerStartError::Metrics { addr, source }),
         }
+    }
+}
+
+/// Sets every session's outgoing tick to the current [`NetworkTick`](crate::tick::NetworkTick).
+fn stamp_tick_system(tick: Res<crate::tick::NetworkTick>, mut sessions: Query<&mut NetSession>) {
+    for mut session in &mut sessions {
+        session.0.set_tick(tick.get());
     }
 }
 

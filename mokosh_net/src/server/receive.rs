@@ -55,9 +55,10 @@ pub fn rejection_for(error: &PacketError) -> Option<Rejection> {
         PacketError::SecurityMismatch => Rejection::SecurityMismatch,
         PacketError::SchemaMismatch(_) => Rejection::SchemaMismatch,
         PacketError::Refused(DisconnectReason::SchemaMismatch) => Rejection::SchemaMismatch,
-        PacketError::Refused(_) | PacketError::UnknownRoute(_) | PacketError::Unexpected(_) => {
-            Rejection::ProtocolViolation
-        }
+        PacketError::Refused(_)
+        | PacketError::UnknownRoute(_)
+        | PacketError::WrongDirection(_)
+        | PacketError::Unexpected(_) => Rejection::ProtocolViolation,
         PacketError::Closed => return None,
     })
 }
@@ -85,20 +86,19 @@ pub(super) fn receive_system(world: &mut World) {
                     // Authenticate and replay-check; rate limiting and delivery
                     // are the next two system sets.
                     let result = match world.get_mut::<NetSession>(entity) {
-                        Some(mut session) => session.0.open_packet(now, &frame),
+                        Some(mut session) => session.0.open_frame(now, &frame),
                         None => continue,
                     };
                     if let Some(connection) = world.get::<ClientConnection>(entity) {
                         connection.link.frame_consumed();
                     }
                     match result {
-                        Ok(Some(packet)) => {
+                        Ok(opened) => {
                             if let Some(mut packets) = world.get_mut::<AuthenticatedPackets>(entity)
                             {
-                                packets.0.push(packet);
+                                packets.0.extend(opened);
                             }
                         }
-                        Ok(None) => {}
                         Err(error) => count_rejection(&server, id, &error),
                     }
                     process_session_events(world, &mut server, entity);
