@@ -9,6 +9,13 @@
 //! the client. Game code reads it instead of keeping its own counter. It
 //! starts at 0 ("no step has run"); the first fixed step is tick 1.
 //!
+//! Every packet a session seals during a step carries that step's tick (the
+//! envelope's optional tick field, see `docs/PROTOCOL.md`): the plugins stamp
+//! each session with [`Session::set_tick`](crate::protocol::Session::set_tick)
+//! before anything is sealed in the step. The receiver reads the sender's tick
+//! as `FromClient::tick` / `FromServer::tick` (the sender's clock, not its
+//! own).
+//!
 //! The counter is a `u32` that wraps (after about 2.3 years at 60 Hz). Compare
 //! ticks with [`NetworkTick::is_newer_than`] and [`NetworkTick::steps_since`],
 //! which treat the ticks as points on a circle and are correct as long as the
