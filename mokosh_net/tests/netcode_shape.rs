@@ -409,6 +409,11 @@ fn on_enter_and_on_exit_connected_run_once_each() {
     }
     let seen = network.clients[0].world().resource::<Seen>();
     assert_eq!((seen.entered, seen.exited), (1, 0));
+    let connected = network.clients[0]
+        .world_mut()
+        .run_system_cached(mokosh_net::client::client_connected)
+        .unwrap();
+    assert!(connected, "the run condition agrees with the state");
 
     network.clients[0]
         .world_mut()
