@@ -59,7 +59,9 @@ use crate::auth::{AuthError, AuthProvider, AuthRequest, Identity};
 use crate::io::{
     self, CloseCause, ConnectionId, ConnectionLink, IoConfig, IoEvent, ServerEndpoint,
 };
-use crate::metrics::{Metrics, MetricsServer, Rejection};
+#[cfg(feature = "metrics-http")]
+use crate::metrics::MetricsServer;
+use crate::metrics::{Metrics, MetricsCollector, Rejection};
 use crate::protocol::{
     DecodeLimits, DisconnectReason, GameMessage, Initiator, KeyPair, OpenedPacket, PacketError,
     ReceivedMessage, RttEstimate, ServerConfig, ServerSecurity, Session, SessionConfig,
@@ -105,7 +107,9 @@ pub struct ServerPluginConfig {
     pub auth: Option<Arc<dyn AuthProvider>>,
     /// Worker threads of the IO runtime.
     pub worker_threads: usize,
-    /// Serve Prometheus text on `http://ADDR/metrics`.
+    /// Serve Prometheus text on `http://ADDR/metrics` (needs the
+    /// `metrics-http` feature; without it, setting this logs an error and
+    /// serves nothing).
     pub metrics_addr: Option<SocketAddr>,
     /// Limits applied when decoding typed messages.
     pub decode_limits: DecodeLimits,
@@ -210,6 +214,7 @@ impl Plugin for MokoshServerPlugin {
             auth_sender,
             auth_results,
             metrics: Arc::new(Metrics::default()),
+            #[cfg(feature = "metrics-http")]
             metrics_server: None,
             runtime,
         });
@@ -283,6 +288,7 @@ pub struct MokoshServer {
     auth_sender: Sender<AuthOutcome>,
     auth_results: Receiver<AuthOutcome>,
     metrics: Arc<Metrics>,
+    #[cfg(feature = "metrics-http")]
     metrics_server: Option<MetricsServer>,
     /// Keeps the IO runtime alive until this resource is gone (declared last:
     /// dropped after the endpoint).
@@ -302,7 +308,10 @@ impl MokoshServer {
 
     /// The metrics endpoint's address, if it is serving.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(MetricsServer::local_addr)
+        #[cfg(feature = "metrics-http")]
+        return self.metrics_server.as_ref().map(MetricsServer::local_addr);
+        #[cfg(not(feature = "metrics-http"))]
+        None
     }
 
     /// The server's counters.
@@ -535,9 +544,16 @@ fn start_server(
     }
     let io_counters = endpoint.counters().clone();
     server.endpoint = Some(endpoint);
+    #[cfg(not(feature = "metrics-http"))]
     if let Some(addr) = server.config.metrics_addr {
-        let metrics = server.metrics.clone();
-        let render = Arc::new(move || render_metrics(&metrics, &io_counters));
+        let _ = io_counters;
+        tracing::error!(%addr, "metrics_addr is set but the `metrics-http` feature is off");
+    }
+    #[cfg(feature = "metrics-http")]
+    if let Some(addr) = server.config.metrics_addr {
+        let render = MetricsCollector::new(server.metrics.clone())
+            .with_io(io_counters)
+            .renderer();
         match crate::metrics::serve_metrics(server.runtime.handle(), addr, render) {
             Ok(metrics_server) => {
                 tracing::info!(addr = %metrics_server.local_addr(), "metrics served at /metrics");
@@ -548,75 +564,17 @@ fn start_server(
     }
 }
 
-/// Prometheus text for the server's counters plus the IO layer's.
-pub fn render_metrics(metrics: &Metrics, io: &crate::io::IoCounters) -> String {
-    let io = io.snapshot();
-    metrics.render_prometheus(&[
-        (
-            "mokosh_io_connections_refused_total_cap_total",
-            "Connections refused because the server was full.",
-            io.connections_refused_total_cap,
-        ),
-        (
-            "mokosh_io_connections_refused_ip_cap_total",
-            "Connections refused by the per-IP cap.",
-            io.connections_refused_ip_cap,
-        ),
-        (
-            "mokosh_io_connections_refused_origin_total",
-            "WebSocket upgrades refused by the Origin allow-list.",
-            io.connections_refused_origin,
-        ),
-        (
-            "mokosh_io_handshake_timeouts_total",
-            "Connections that did not finish the WebSocket upgrade in time.",
-            io.handshake_timeouts,
-        ),
-        (
-            "mokosh_io_handshake_failures_total",
-            "Failed WebSocket upgrades.",
-            io.handshake_failures,
-        ),
-        (
-            "mokosh_io_oversized_frames_total",
-            "Connections closed for an oversized frame.",
-            io.oversized_frames,
-        ),
-        (
-            "mokosh_io_protocol_errors_total",
-            "Connections closed for WebSocket protocol errors (text frames, bad framing).",
-            io.protocol_errors,
-        ),
-        (
-            "mokosh_io_slow_consumers_total",
-            "Frames refused because a connection's outbound queue was full.",
-            io.slow_consumers,
-        ),
-    ])
+/// Prometheus text for the server's counters plus the IO layer's (see
+/// [`MetricsCollector`] for the names).
+pub fn render_metrics(metrics: &Arc<Metrics>, io: &Arc<crate::io::IoCounters>) -> String {
+    MetricsCollector::new(Arc::clone(metrics))
+        .with_io(Arc::clone(io))
+        .render()
 }
 
 /// Which rejection counter a packet error bumps.
 pub fn rejection_for(error: &PacketError) -> Option<Rejection> {
-    use crate::protocol::EnvelopeError;
-    Some(match error {
-        PacketError::Malformed(
-            EnvelopeError::FrameTooLarge { .. } | EnvelopeError::PayloadTooLarge { .. },
-        ) => Rejection::Oversized,
-        PacketError::Malformed(_) | PacketError::MalformedBody(_) | PacketError::Decompress(_) => {
-            Rejection::Malformed
-        }
-        PacketError::Handshake(_) => Rejection::HandshakeFailed,
-        PacketError::DecryptFailed => Rejection::DecryptFailed,
-        PacketError::Replay(_) => Rejection::Replay,
-        PacketError::RateLimited { .. } => Rejection::RateLimited,
-        PacketError::SecurityMismatch => Rejection::SecurityMismatch,
-        PacketError::SchemaMismatch(_) => Rejection::SchemaMismatch,
-        PacketError::Refused(DisconnectReason::SchemaMismatch) => Rejection::SchemaMismatch,
-        PacketError::Refused(_) | PacketError::UnknownRoute(_) | PacketError::Unexpected(_) => {
-            Rejection::ProtocolViolation
-        }
-        PacketError::Closed => return None,
-    })
+    Rejection::for_packet_error(error)
 }
 
 fn receive_system(world: &mut World) {
@@ -934,7 +892,7 @@ fn apply_auth(world: &mut World, server: &mut MokoshServer, now: Instant, outcom
             }
         }
         Err(error) => {
-            server.metrics.reject(Rejection::AuthFailed);
+            // Counted once, as the session closes (`Metrics::session_closed`).
             tracing::debug!(connection = outcome.connection.0, %error, "authentication refused");
             if let Some(mut session) = world.get_mut::<NetSession>(outcome.entity) {
                 let _ = session
@@ -977,13 +935,7 @@ fn close_connection(
         .get::<ClientConnection>()
         .and_then(|connection| connection.remote);
     entity_ref.despawn();
-    server.metrics.connection_closed();
-    if matches!(
-        reason,
-        DisconnectReason::IdleTimeout | DisconnectReason::HandshakeTimeout
-    ) {
-        server.metrics.reject(Rejection::Timeout);
-    }
+    server.metrics.session_closed(reason, initiator);
     match client_id {
         Some(client_id) => {
             server.clients.remove(&client_id);
@@ -1030,7 +982,7 @@ fn flush_system(world: &mut World) {
                 }
             }
             if slow {
-                server.metrics.reject(Rejection::SlowConsumer);
+                // Counted once, as the session closes (`Metrics::session_closed`).
                 session.disconnect(DisconnectReason::SlowConsumer, "outbound queue full");
                 // Nothing more can be queued for this peer.
                 while session.poll_transmit().is_some() {}
