@@ -237,6 +237,73 @@ fn a_peer_announcing_its_own_idle_timeout_is_not_counted_by_the_server() {
     assert_eq!(metrics.connections_total, 1);
 }
 
+/// Each slow consumer the server drops is one `slow_consumer` rejection and
+/// one refused frame, not two: the drop is counted where the session closes
+/// (`Metrics::session_closed`), and nowhere else. (With the mapping in one
+/// place but the flush still counting its own drop, this read 2 per drop, the
+/// "60 for 30" of the issue.)
+#[cfg(all(feature = "server", feature = "client"))]
+#[test]
+fn each_slow_consumer_drop_is_counted_once() {
+    use mokosh_net::protocol::KeyPair;
+    use mokosh_net::server::{MokoshServer, SendTarget, ToClients};
+    use mokosh_net::shared::MokoshAppExt;
+    use mokosh_net::testing::{TestNetwork, client_app, server_app};
+
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, mokosh_derive::GameMessage)]
+    #[route_id = 100]
+    struct Blob {
+        bytes: Vec<u8>,
+    }
+
+    const STALLED: usize = 3;
+    let keypair = KeyPair::generate().unwrap();
+    let mut server = server_app(keypair.clone(), |config| {
+        config.io.outbound_queue = 8;
+    });
+    server.add_game_message::<Blob>();
+    let clients = (0..STALLED)
+        .map(|_| {
+            let mut client = client_app(keypair.public(), "player", |_| {});
+            client.add_game_message::<Blob>();
+            client
+        })
+        .collect();
+    let mut network = TestNetwork::new(server, clients);
+    assert!(network.run_until(120, |net| net.all_connected()));
+    // The clients stop reading (their apps no longer update) while the
+    // server keeps broadcasting.
+    let mut dropped = false;
+    for _ in 0..200 {
+        for _ in 0..4 {
+            network
+                .server
+                .world_mut()
+                .write_message(ToClients::new(SendTarget::All, Blob { bytes: vec![7; 64] }));
+        }
+        network.server.update();
+        if network
+            .server
+            .world()
+            .resource::<MokoshServer>()
+            .client_count()
+            == 0
+        {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "the stalled clients were not dropped");
+    let server = network.server.world().resource::<MokoshServer>();
+    let metrics = server.metrics().snapshot();
+    let io = server.io_counters().unwrap();
+    assert_eq!(metrics.rejected(Rejection::SlowConsumer), STALLED as u64);
+    assert_eq!(metrics.rejected_total(), STALLED as u64);
+    assert_eq!(io.slow_consumers, STALLED as u64);
+    let text = MetricsCollector::new(Arc::clone(server.metrics())).render();
+    assert!(text.contains("mokosh_rejections_total{reason=\"slow_consumer\"} 3\n"));
+}
+
 // ---------------------------------------------------------------- rendering
 
 #[derive(Debug)]
