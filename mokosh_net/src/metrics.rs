@@ -83,7 +83,7 @@ mod exposition;
 #[cfg(feature = "metrics-http")]
 mod http;
 
-pub use exposition::{CONTENT_TYPE, ExtraCounters, MetricsCollector};
+pub use exposition::{CONTENT_TYPE, MetricsCollector};
 #[cfg(feature = "metrics-http")]
 pub use http::{
     MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_REQUEST_HEAD, MetricsServer, READ_TIMEOUT, Render,

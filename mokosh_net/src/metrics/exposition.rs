@@ -47,43 +47,16 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// | `mokosh_io_handshake_failures_total` | counter | WebSocket upgrades (or TLS handshakes) that failed otherwise. |
 /// | `mokosh_io_connections_closed_total{reason}` | counter | Closed by the transport: `oversized` (frame over the limit), `protocol_error` (text frame, bad framing), `overloaded` (the ECS did not drain events). |
 /// | `mokosh_io_frames_refused_total` | counter | Outgoing frames refused because a connection's outbound queue was full (each refusal; the sessions dropped for it are `mokosh_rejections_total{reason="slow_consumer"}`). |
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MetricsCollector {
     metrics: Arc<Metrics>,
     io: Option<Arc<IoCounters>>,
-    extra: Option<ExtraCounters>,
-}
-
-/// More counters for a [`MetricsCollector`], read at scrape time: one
-/// `(name, help, value)` per counter, each name ending in `_total` (for
-/// example a server plugin's own counters).
-pub type ExtraCounters = Arc<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
-
-impl std::fmt::Debug for MetricsCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsCollector")
-            .field("metrics", &self.metrics)
-            .field("io", &self.io)
-            .field("extra", &self.extra.is_some())
-            .finish()
-    }
 }
 
 impl MetricsCollector {
     /// A collector for `metrics` alone.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
-            metrics,
-            io: None,
-            extra: None,
-        }
-    }
-
-    /// Also exports `extra` counters after the built-in families (see
-    /// [`ExtraCounters`]).
-    pub fn with_counters(mut self, extra: ExtraCounters) -> Self {
-        self.extra = Some(extra);
-        self
+        Self { metrics, io: None }
     }
 
     /// Also exports the transport counters `io` (e.g. an endpoint's
@@ -170,76 +143,65 @@ impl Collector for MetricsCollector {
             "Packets refused, and sessions this side ended as a rejection, by reason.",
             &reasons,
         )?;
-        if let Some(io) = &self.io {
-            encode_io(&mut encoder, io)?;
-        }
-        if let Some(extra) = &self.extra {
-            for (name, help, value) in extra() {
-                let base = name.strip_suffix("_total").unwrap_or(name);
-                counter(&mut encoder, base, help, None, value)?;
-            }
-        }
-        Ok(())
+        let Some(io) = &self.io else {
+            return Ok(());
+        };
+        let io = io.snapshot();
+        counter(
+            &mut encoder,
+            "mokosh_io_connections_accepted",
+            "Transport connections opened.",
+            None,
+            io.connections_accepted,
+        )?;
+        gauge(
+            &mut encoder,
+            "mokosh_io_connections_active",
+            "Transport connections open now.",
+            io.connections_active,
+        )?;
+        labelled_counter(
+            &mut encoder,
+            "mokosh_io_connections_refused",
+            "Connections refused before opening, by reason (total cap, per-IP cap, Origin).",
+            &[
+                ("cap", io.connections_refused_total_cap),
+                ("ip_cap", io.connections_refused_ip_cap),
+                ("origin", io.connections_refused_origin),
+            ],
+        )?;
+        counter(
+            &mut encoder,
+            "mokosh_io_handshake_timeouts",
+            "WebSocket upgrades (or TLS handshakes) not finished in time.",
+            None,
+            io.handshake_timeouts,
+        )?;
+        counter(
+            &mut encoder,
+            "mokosh_io_handshake_failures",
+            "WebSocket upgrades (or TLS handshakes) that failed for another reason.",
+            None,
+            io.handshake_failures,
+        )?;
+        labelled_counter(
+            &mut encoder,
+            "mokosh_io_connections_closed",
+            "Connections the transport closed, by reason.",
+            &[
+                ("oversized", io.oversized_frames),
+                ("protocol_error", io.protocol_errors),
+                ("overloaded", io.overloaded),
+            ],
+        )?;
+        counter(
+            &mut encoder,
+            "mokosh_io_frames_refused",
+            "Outgoing frames refused because a connection's outbound queue was full.",
+            None,
+            io.slow_consumers,
+        )
     }
-}
-
-/// The transport's families (see [`MetricsCollector::with_io`]).
-fn encode_io(encoder: &mut DescriptorEncoder<'_>, io: &IoCounters) -> Result<(), std::fmt::Error> {
-    let io = io.snapshot();
-    counter(
-        encoder,
-        "mokosh_io_connections_accepted",
-        "Transport connections opened.",
-        None,
-        io.connections_accepted,
-    )?;
-    gauge(
-        encoder,
-        "mokosh_io_connections_active",
-        "Transport connections open now.",
-        io.connections_active,
-    )?;
-    labelled_counter(
-        encoder,
-        "mokosh_io_connections_refused",
-        "Connections refused before opening, by reason (total cap, per-IP cap, Origin).",
-        &[
-            ("cap", io.connections_refused_total_cap),
-            ("ip_cap", io.connections_refused_ip_cap),
-            ("origin", io.connections_refused_origin),
-        ],
-    )?;
-    counter(
-        encoder,
-        "mokosh_io_handshake_timeouts",
-        "WebSocket upgrades (or TLS handshakes) not finished in time.",
-        None,
-        io.handshake_timeouts,
-    )?;
-    counter(
-        encoder,
-        "mokosh_io_handshake_failures",
-        "WebSocket upgrades (or TLS handshakes) that failed for another reason.",
-        None,
-        io.handshake_failures,
-    )?;
-    labelled_counter(
-        encoder,
-        "mokosh_io_connections_closed",
-        "Connections the transport closed, by reason.",
-        &[
-            ("oversized", io.oversized_frames),
-            ("protocol_error", io.protocol_errors),
-            ("overloaded", io.overloaded),
-        ],
-    )?;
-    counter(
-        encoder,
-        "mokosh_io_frames_refused",
-        "Outgoing frames refused because a connection's outbound queue was full.",
-        None,
-        io.slow_consumers,
-    )
 }
 
 fn counter(

@@ -344,6 +344,8 @@ fn close_connection(
     // despawned at the end of this tick's `Flush`.
     entity_ref.remove::<Connected>();
     server.despawn.push(entity);
+    // The one place a session's end is counted (`Rejection::for_disconnect`:
+    // only this server's own timeouts, refusals and slow-consumer drops).
     server.metrics.session_closed(reason, initiator);
     if initiator == Initiator::Peer
         && matches!(

@@ -95,6 +95,7 @@ pub use components::*;
 pub use config::*;
 pub use counters::{ServerCounters, ServerCountersSnapshot};
 pub use messages::*;
+pub use receive::rejection_for;
 
 /// Adds the server: IO listener, sessions, authentication, typed messages,
 /// metrics. See the module docs for the system sets.
@@ -284,6 +285,18 @@ impl MokoshServer {
         self.counters.snapshot()
     }
 
+    /// Everything [`render_metrics`] serves on `/metrics`, now: for an
+    /// application that serves the metrics from its own HTTP stack. The IO
+    /// families are there once the transport is bound.
+    pub fn render_metrics(&self) -> String {
+        let io = self
+            .endpoint
+            .as_ref()
+            .map(|endpoint| Arc::clone(endpoint.counters()))
+            .unwrap_or_default();
+        render_metrics(&self.metrics, &io, &self.counters)
+    }
+
     /// Authentication requests in flight (running or waiting for a slot).
     pub fn pending_authentications(&self) -> usize {
         self.authentications.pending()
@@ -427,7 +440,8 @@ fn start_server(
     }
     #[cfg(feature = "metrics-http")]
     if let Some(addr) = server.config.metrics_addr {
-        let render = server_collector(&server.metrics, &io_counters, &server.counters).renderer();
+        let (metrics, counters) = (server.metrics.clone(), server.counters.clone());
+        let render = Arc::new(move || render_metrics(&metrics, &io_counters, &counters));
         match crate::metrics::serve_metrics(server.runtime.handle(), addr, render) {
             Ok(metrics_server) => {
                 tracing::info!(addr = %metrics_server.local_addr(), "metrics served at /metrics");
@@ -445,27 +459,25 @@ fn stamp_tick_system(tick: Res<crate::tick::NetworkTick>, mut sessions: Query<&m
     }
 }
 
-/// The server's counters, the IO layer's and the server plugin's own
-/// ([`ServerCounters`]) as one `prometheus-client` collector (see
-/// [`MetricsCollector`] for the families; the plugin's own counters follow them).
-pub fn server_collector(
-    metrics: &Arc<Metrics>,
-    io: &Arc<crate::io::IoCounters>,
-    server: &Arc<ServerCounters>,
-) -> MetricsCollector {
-    let server = Arc::clone(server);
-    MetricsCollector::new(Arc::clone(metrics))
-        .with_io(Arc::clone(io))
-        .with_counters(Arc::new(move || server.snapshot().prometheus().to_vec()))
-}
-
-/// Prometheus (OpenMetrics) text of [`server_collector`].
+/// Prometheus (OpenMetrics) text for the server's counters plus the IO
+/// layer's (see [`MetricsCollector`] for the names) and the server plugin's
+/// own ([`ServerCountersSnapshot::families`]).
 pub fn render_metrics(
     metrics: &Arc<Metrics>,
     io: &Arc<crate::io::IoCounters>,
     server: &Arc<ServerCounters>,
 ) -> String {
-    server_collector(metrics, io, server).render()
+    let mut registry = MetricsCollector::new(Arc::clone(metrics))
+        .with_io(Arc::clone(io))
+        .into_registry();
+    registry.register_collector(Box::new(counters::ServerCountersCollector(Arc::clone(
+        server,
+    ))));
+    let mut out = String::with_capacity(4096);
+    // Writing to a String cannot fail, and the collectors have no failure of
+    // their own.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
 }
 
 /// Run condition: the server is listening (after its `Startup` system bound

@@ -13,6 +13,12 @@ use crate::protocol::{DisconnectReason, PacketError};
 use crate::shared::{now, now_from};
 use bevy_time::{Real, Time};
 
+/// Which rejection counter a packet error bumps (the mapping lives in
+/// [`Rejection::for_packet_error`]).
+pub fn rejection_for(error: &PacketError) -> Option<Rejection> {
+    Rejection::for_packet_error(error)
+}
+
 pub(super) fn receive_system(world: &mut World) {
     let now = now(world);
     world.resource_scope::<MokoshServer, _>(|world, mut server| {
