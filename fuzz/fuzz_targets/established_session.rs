@@ -112,7 +112,10 @@ impl Harness {
                 assert_eq!(result, Ok(()), "genuine in-order frame {counter} rejected");
             }
             if result.is_ok() {
-                assert!(self.accepted.insert(counter), "counter {counter} accepted twice");
+                assert!(
+                    self.accepted.insert(counter),
+                    "counter {counter} accepted twice"
+                );
                 self.next_expected = counter + 1;
             }
         } else {
@@ -135,7 +138,11 @@ impl Harness {
                     correlation_id: message.correlation_id,
                     payload: message.payload,
                 };
-                assert_eq!(Some(&received), g.message.as_ref(), "message altered in transit");
+                assert_eq!(
+                    Some(&received),
+                    g.message.as_ref(),
+                    "message altered in transit"
+                );
             }
         }
         // An accepted application frame yields exactly one message.
@@ -143,7 +150,10 @@ impl Harness {
             Some(index) if result.is_ok() => usize::from(self.genuine[index].message.is_some()),
             _ => 0,
         };
-        assert_eq!(messages, expected, "wrong number of messages for {result:?}");
+        assert_eq!(
+            messages, expected,
+            "wrong number of messages for {result:?}"
+        );
         self.collect_server_frames();
     }
 
@@ -170,7 +180,8 @@ fuzz_target!(|data: &[u8]| {
         genuine: Vec::new(),
         reflected: Vec::new(),
         accepted: HashSet::new(),
-        next_expected: 0,
+        // Counter 0 was the client's AUTH, consumed by the handshake.
+        next_expected: 1,
     };
 
     let mut records = 0;
@@ -194,7 +205,10 @@ fuzz_target!(|data: &[u8]| {
                         payload.extend_from_within(..payload.len().min(512 - payload.len()));
                     }
                 }
-                if h.client.send(route_id, codec, &payload, correlation_id).is_ok() {
+                if h.client
+                    .send(route_id, codec, &payload, correlation_id)
+                    .is_ok()
+                {
                     h.collect_client_frames(Some(Sent {
                         route_id,
                         codec,
