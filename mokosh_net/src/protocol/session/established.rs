@@ -4,15 +4,17 @@
 use std::time::Instant;
 
 use super::{Initiator, OpenedPacket, PacketError, ReceivedMessage, SendError, SessionEvent};
-use super::{LAST_RESERVED_ROUTE, Outgoing, Session, State};
+use super::{LAST_RESERVED_ROUTE, Outgoing, Phase, Session, State};
 use crate::protocol::codec::{self, CodecId};
 use crate::protocol::compression::{CompressionError, CompressionId};
 use crate::protocol::control::{
-    ControlMessage, DisconnectReason, ROUTE_DISCONNECT, ROUTE_PING, ROUTE_PONG,
+    ControlMessage, DisconnectReason, ROUTE_AUTH, ROUTE_AUTH_OK, ROUTE_DISCONNECT, ROUTE_PING,
+    ROUTE_PONG,
 };
 use crate::protocol::crypto::{CryptoError, TAG_LEN};
 use crate::protocol::envelope::{Flags, FramePacket, FramePackets, Header};
 use crate::protocol::message::GameMessage;
+use crate::protocol::session::Role;
 
 impl Session {
     /// Sends one application message (already serialized with `codec`) on
@@ -26,7 +28,7 @@ impl Session {
         correlation_id: Option<u64>,
     ) -> Result<u64, SendError> {
         let est = match &self.state {
-            State::Established(est) => est,
+            State::Established(est) if est.phase == Phase::Ready => est,
             State::Closed(_) => return Err(SendError::Closed),
             _ => return Err(SendError::NotConnected),
         };
@@ -72,7 +74,7 @@ impl Session {
         correlation_id: Option<u64>,
     ) -> Result<u64, SendError> {
         let codec = match &self.state {
-            State::Established(est) => est.codec,
+            State::Established(est) if est.phase == Phase::Ready => est.codec,
             State::Closed(_) => return Err(SendError::Closed),
             _ => return Err(SendError::NotConnected),
         };
@@ -87,7 +89,9 @@ impl Session {
 
     pub(super) fn send_control(&mut self, message: &ControlMessage) -> Result<u64, SendError> {
         let mut body = Vec::new();
-        message.encode(&mut body);
+        message
+            .encode(&mut body)
+            .map_err(|error| SendError::Encode(error.to_string()))?;
         self.send_packet(Header::new(CodecId::Raw, message.route()), &body, false)
     }
 
@@ -228,8 +232,24 @@ impl Session {
         let State::Established(est) = &mut self.state else {
             return Err(PacketError::Unexpected("not connected"));
         };
+        // Before AUTH_OK only the AUTH exchange (and DISCONNECT) may flow:
+        // server waiting for AUTH accepts AUTH; client waiting for AUTH_OK
+        // accepts AUTH_OK; a server deciding accepts nothing but DISCONNECT.
+        // Once connected, AUTH and AUTH_OK are violations.
+        let allowed = match (est.phase, self.role, header.route_id) {
+            (_, _, ROUTE_DISCONNECT) => true,
+            (Phase::Authenticating { .. }, Role::Server, route) => route == ROUTE_AUTH,
+            (Phase::Authenticating { .. }, Role::Client, route) => route == ROUTE_AUTH_OK,
+            (Phase::AwaitingDecision { .. }, _, _) => false,
+            (Phase::Ready, _, route) => route != ROUTE_AUTH && route != ROUTE_AUTH_OK,
+        };
+        if !allowed {
+            return Err(PacketError::Unexpected(
+                "packet not allowed before authentication completes",
+            ));
+        }
         match header.route_id {
-            ROUTE_PING | ROUTE_PONG | ROUTE_DISCONNECT => {
+            ROUTE_PING | ROUTE_PONG | ROUTE_DISCONNECT | ROUTE_AUTH | ROUTE_AUTH_OK => {
                 if header.codec != CodecId::Raw
                     || header.flags.contains(Flags::COMPRESSED)
                     || header.correlation_id.is_some()
@@ -303,6 +323,31 @@ impl Session {
             }
             ControlMessage::Disconnect { reason, detail } => {
                 self.close(reason, Initiator::Peer, detail);
+            }
+            // Routing above admits AUTH only on a server that waits for it.
+            ControlMessage::Auth { token } => {
+                let State::Established(est) = &mut self.state else {
+                    return;
+                };
+                if let Phase::Authenticating { deadline } = est.phase {
+                    est.phase = Phase::AwaitingDecision { deadline };
+                    self.events.push_back(SessionEvent::AuthRequested { token });
+                }
+            }
+            // Routing above admits AUTH_OK only on a client that waits for it.
+            ControlMessage::AuthOk { client_id } => {
+                let State::Established(est) = &mut self.state else {
+                    return;
+                };
+                est.phase = Phase::Ready;
+                est.next_ping = now + est.ping_interval;
+                let (codec, compression) = (est.codec, est.compression);
+                self.client_id = client_id;
+                self.events.push_back(SessionEvent::Connected {
+                    client_id,
+                    codec,
+                    compression,
+                });
             }
         }
     }

@@ -21,8 +21,15 @@ use crate::protocol::replay::ReplayError;
 pub enum Initiator {
     /// This side.
     Local,
-    /// The remote peer.
+    /// The remote peer, authenticated: a sealed DISCONNECT, or a refusal
+    /// inside Noise message 2 (or any refusal in plaintext mode).
     Peer,
+    /// Client only: a plaintext refusal answering an encrypted hello. The
+    /// server could not (or would not) run Noise, so nothing proves who sent
+    /// it: anyone on the path could have forged it. It ends the attempt but
+    /// should be treated as advisory (e.g. worth a retry, not a user-facing
+    /// verdict).
+    UnauthenticatedPeer,
 }
 
 /// A message delivered to the application (opened and decompressed, still in

@@ -14,12 +14,19 @@
 //! ```text
 //!  client                                   server
 //!  Session::client ── HANDSHAKE(hello) ───▶ Session::server
-//!                                           event AuthRequested{token}
+//!                  ◀── HANDSHAKE(response) ─  (session keys exist now)
+//!  sealed AUTH{token} ════════════════════▶ event AuthRequested{token}
 //!                                           accept() / reject(reason)
-//!  event Connected ◀── HANDSHAKE(response) ─ event Connected
+//!  event Connected ◀════ sealed AUTH_OK{id} ═ event Connected
+//!          (or     ◀════ sealed DISCONNECT(AuthFailed))
 //!  send()/events   ◀══ sealed packets ═════▶ send()/events
 //!  PING/PONG every ping interval, both directions; RTT from own clock
 //! ```
+//!
+//! The credentials travel in the client's first sealed packet, not in the
+//! replayable Noise message 1, so [`SessionEvent::AuthRequested`] proves the
+//! sender holds this session's keys. The handshake timeout covers everything
+//! up to AUTH_OK.
 //!
 //! Every error on a received packet is returned as a [`PacketError`] (so the
 //! caller can count it) and, if [`PacketError::is_fatal`], the session has
@@ -45,11 +52,12 @@ pub use events::{
 
 use super::codec::CodecId;
 use super::compression::{CompressionId, Compressor};
-use super::control::{ControlMessage, DisconnectReason};
+use super::control::{ControlMessage, DisconnectReason, MAX_TOKEN_LEN};
 use super::crypto::TAG_LEN;
 use super::crypto::{CryptoError, KeyPair, NoiseHandshake, PacketOpener, PacketSealer};
 use super::envelope::{Flags, MAX_HEADER_LEN, MAX_PACKETS_PER_FRAME};
-use super::handshake::{Accept, Hello, Response};
+use super::handshake::clamp_message_size;
+use super::handshake::{Hello, Response};
 use super::rate_limit::{RateLimitError, RateLimiter};
 use super::registry::MessageRegistry;
 use super::replay::ReplayGuard;
@@ -61,24 +69,33 @@ const MAX_OUTSTANDING_PINGS: usize = 8;
 
 enum State {
     ClientHandshake {
-        noise: Option<NoiseHandshake>,
+        noise: Option<Box<NoiseHandshake>>,
+        token: Vec<u8>,
         deadline: Instant,
     },
     ServerAwaitHello {
         keypair: Option<KeyPair>,
         deadline: Instant,
     },
-    ServerAwaitAuth {
-        noise: Option<NoiseHandshake>,
-        accept: Accept,
-        peer_max_message_size: usize,
-        deadline: Instant,
-    },
+    /// Keys exist (or plaintext was agreed); `Established::phase` says whether
+    /// the AUTH exchange is done.
     Established(Box<Established>),
     Closed(DisconnectReason),
 }
 
+/// Where a keyed session is in the AUTH exchange that ends the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Client: AUTH sent, waiting for AUTH_OK. Server: waiting for AUTH.
+    Authenticating { deadline: Instant },
+    /// Server only: AUTH received, waiting for `accept` / `reject`.
+    AwaitingDecision { deadline: Instant },
+    /// Connected: application messages and keepalive flow.
+    Ready,
+}
+
 struct Established {
+    phase: Phase,
     sealer: Option<PacketSealer>,
     opener: Option<PacketOpener>,
     /// Plaintext mode's send counter (the sealer keeps its own).
@@ -141,17 +158,22 @@ impl Session {
             &config.session.compression,
             config.registry.protocol_hash(),
             config.session.max_message_size,
-            config.auth_token.clone(),
         );
         let mut body = Vec::new();
         hello
             .encode(&mut body)
             .map_err(|_| CryptoError::Handshake("hello does not fit its limits".into()))?;
+        if config.auth_token.len() > MAX_TOKEN_LEN {
+            return Err(CryptoError::Handshake(format!(
+                "auth token of {} bytes exceeds {MAX_TOKEN_LEN}",
+                config.auth_token.len()
+            )));
+        }
         let (noise, body, flags) = match &config.security {
             ClientSecurity::Pinned(key) => {
                 let mut noise = NoiseHandshake::initiator(key)?;
                 let message = noise.write(&body)?;
-                (Some(noise), message, Flags::ENCRYPTED)
+                (Some(Box::new(noise)), message, Flags::ENCRYPTED)
             }
             ClientSecurity::Plaintext => (None, body, Flags::empty()),
         };
@@ -163,6 +185,7 @@ impl Session {
             config.session.clone(),
             State::ClientHandshake {
                 noise,
+                token: config.auth_token.clone(),
                 deadline: now + config.session.handshake_timeout,
             },
         );
@@ -194,9 +217,11 @@ impl Session {
         client_id: u64,
         encrypted: bool,
         registry: Arc<MessageRegistry>,
-        config: SessionConfig,
+        mut config: SessionConfig,
         state: State,
     ) -> Self {
+        // Announce exactly what is enforced.
+        config.max_message_size = clamp_message_size(config.max_message_size);
         Session {
             role,
             client_id,
@@ -236,15 +261,18 @@ impl Session {
             State::ClientHandshake { .. } | State::ServerAwaitHello { .. } => {
                 SessionState::Handshaking
             }
-            State::ServerAwaitAuth { .. } => SessionState::AwaitingAuth,
-            State::Established(_) => SessionState::Connected,
+            State::Established(est) => match est.phase {
+                Phase::Authenticating { .. } => SessionState::Handshaking,
+                Phase::AwaitingDecision { .. } => SessionState::AwaitingAuth,
+                Phase::Ready => SessionState::Connected,
+            },
             State::Closed(reason) => SessionState::Closed(*reason),
         }
     }
 
     /// Whether messages can be sent.
     pub fn is_connected(&self) -> bool {
-        matches!(self.state, State::Established(_))
+        matches!(&self.state, State::Established(est) if est.phase == Phase::Ready)
     }
 
     /// Whether the session has ended.
@@ -336,12 +364,15 @@ impl Session {
     /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
-            State::ClientHandshake { deadline, .. }
-            | State::ServerAwaitHello { deadline, .. }
-            | State::ServerAwaitAuth { deadline, .. } => Some(*deadline),
-            State::Established(est) => {
-                Some((est.last_received + est.idle_timeout).min(est.next_ping))
+            State::ClientHandshake { deadline, .. } | State::ServerAwaitHello { deadline, .. } => {
+                Some(*deadline)
             }
+            State::Established(est) => match est.phase {
+                Phase::Authenticating { deadline } | Phase::AwaitingDecision { deadline } => {
+                    Some(deadline)
+                }
+                Phase::Ready => Some((est.last_received + est.idle_timeout).min(est.next_ping)),
+            },
             State::Closed(_) => None,
         }
     }
@@ -387,10 +418,9 @@ impl Session {
             State::ClientHandshake { .. } => {
                 self.handle_server_response(now, frame).map(|()| Vec::new())
             }
-            State::ServerAwaitHello { .. } => self.handle_client_hello(frame).map(|()| Vec::new()),
-            State::ServerAwaitAuth { .. } => Err(PacketError::Unexpected(
-                "packet before the handshake completed",
-            )),
+            State::ServerAwaitHello { .. } => {
+                self.handle_client_hello(now, frame).map(|()| Vec::new())
+            }
             State::Established(_) => self.open_established_frame(now, frame),
             State::Closed(_) => return Err(PacketError::Closed),
         };
@@ -403,6 +433,10 @@ impl Session {
     /// persistently over it the session closes.
     pub fn admit(&mut self, now: Instant, packet: &OpenedPacket) -> Result<(), PacketError> {
         let result = match &mut self.state {
+            // The sealed AUTH / AUTH_OK are part of the handshake: at most one
+            // per side (anything else before AUTH_OK closes the session), so
+            // they are not charged to the limits of the connected session.
+            State::Established(est) if est.phase != Phase::Ready => Ok(()),
             State::Established(est) => match est.limiter.check(now, packet.budget_cost()) {
                 Ok(()) => Ok(()),
                 Err(RateLimitError::Dropped) => {
@@ -444,9 +478,7 @@ impl Session {
     /// Runs timers: handshake and idle timeouts, keepalive pings.
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.state {
-            State::ClientHandshake { deadline, .. }
-            | State::ServerAwaitHello { deadline, .. }
-            | State::ServerAwaitAuth { deadline, .. } => {
+            State::ClientHandshake { deadline, .. } | State::ServerAwaitHello { deadline, .. } => {
                 if now >= *deadline {
                     self.close(
                         DisconnectReason::HandshakeTimeout,
@@ -456,7 +488,17 @@ impl Session {
                 }
             }
             State::Established(est) => {
-                if now.saturating_duration_since(est.last_received) >= est.idle_timeout {
+                if let Phase::Authenticating { deadline } | Phase::AwaitingDecision { deadline } =
+                    est.phase
+                {
+                    if now >= deadline {
+                        self.close(
+                            DisconnectReason::HandshakeTimeout,
+                            Initiator::Local,
+                            String::new(),
+                        );
+                    }
+                } else if now.saturating_duration_since(est.last_received) >= est.idle_timeout {
                     self.close(
                         DisconnectReason::IdleTimeout,
                         Initiator::Local,
@@ -502,15 +544,6 @@ impl Session {
                     let mut body = Vec::new();
                     refusal.encode(&mut body);
                     self.queue_handshake(Flags::empty(), &body);
-                }
-                State::ServerAwaitAuth { noise, .. } => {
-                    let mut body = Vec::new();
-                    refusal.encode(&mut body);
-                    match noise.take().map(|mut noise| noise.write(&body)) {
-                        Some(Ok(message)) => self.queue_handshake(Flags::ENCRYPTED, &message),
-                        Some(Err(_)) => {}
-                        None => self.queue_handshake(Flags::empty(), &body),
-                    }
                 }
                 State::ClientHandshake { .. } | State::Closed(_) => {}
             }
