@@ -5,15 +5,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mokosh_net::protocol::control::{ControlMessage, MAX_DETAIL_LEN};
+use mokosh_net::protocol::control::{ControlMessage, MAX_DETAIL_LEN, MAX_TOKEN_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    // Mostly the interesting routes 0..=4; the high bit picks a random-ish one.
+    // Mostly the interesting routes 0..=6; the high bit picks a random-ish one.
     let route = if selector & 0x80 == 0 {
-        u16::from(selector % 5)
+        u16::from(selector % 7)
     } else {
         u16::from(selector) * 257
     };
@@ -25,8 +25,13 @@ fuzz_target!(|data: &[u8]| {
         assert_ne!(reason.code(), 0);
         assert!(detail.len() <= MAX_DETAIL_LEN);
     }
+    if let ControlMessage::Auth { token } = &message {
+        assert!(token.len() <= MAX_TOKEN_LEN);
+    }
     let mut out = Vec::new();
-    message.encode(&mut out);
+    message
+        .encode(&mut out)
+        .expect("a decoded control message must re-encode");
     assert_eq!(out, body, "control re-encoding differs: {message:?}");
     assert_eq!(ControlMessage::decode(route, &out).as_ref(), Ok(&message));
 });

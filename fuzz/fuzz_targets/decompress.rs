@@ -69,7 +69,10 @@ fn round_trip(compressor: &mut Compressor, plain: &[u8]) {
         Ok(true) => {
             assert!(packed.starts_with(PREFIX));
             let packed = &packed[PREFIX.len()..];
-            assert!(packed.len() < plain.len(), "compress said smaller but is not");
+            assert!(
+                packed.len() < plain.len(),
+                "compress said smaller but is not"
+            );
             let mut unpacked = Vec::new();
             compressor
                 .decompress(packed, &mut unpacked)

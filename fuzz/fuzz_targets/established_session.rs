@@ -183,7 +183,8 @@ fuzz_target!(|data: &[u8]| {
         genuine: Vec::new(),
         reflected: Vec::new(),
         accepted: HashSet::new(),
-        next_expected: 0,
+        // Counter 0 was the client's AUTH, consumed by the handshake.
+        next_expected: 1,
     };
 
     let mut records = 0;

@@ -7,14 +7,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use mokosh_net::protocol::handshake::{
-    Hello, MAX_MESSAGE_SIZE, MAX_OFFERS, MAX_TOKEN_LEN, MIN_MESSAGE_SIZE, Response,
+    Hello, MAX_MESSAGE_SIZE, MAX_OFFERS, MIN_MESSAGE_SIZE, Response,
 };
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(hello) = Hello::decode(data) {
         assert!(!hello.codecs.is_empty() && hello.codecs.len() <= MAX_OFFERS);
         assert!(hello.compression.len() <= MAX_OFFERS);
-        assert!(hello.token.len() <= MAX_TOKEN_LEN);
         let size = hello.max_message_size as usize;
         assert!((MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&size));
         let mut out = Vec::new();

@@ -7,9 +7,12 @@
 //! Mode byte: bit 0 = plaintext server (else Noise with the fixed fuzz key).
 //!
 //! Properties: never panics; never `Connected` unless the harness accepted an
-//! `AuthRequested`; in plaintext mode `AuthRequested` only for a frame that is a
-//! well-formed hello with the right protocol hash and exactly its token; every
-//! transmitted frame is a well-formed envelope; once closed, stays closed.
+//! `AuthRequested`; with Noise never an `AuthRequested` at all (the token only
+//! travels in a sealed AUTH, which the fuzzer cannot seal: a replayed or forged
+//! hello never authenticates); in plaintext mode `AuthRequested` only for a
+//! frame whose first packet is a well-formed AUTH carrying exactly its token,
+//! after a hello; every transmitted frame is a well-formed envelope (or a
+//! batch of them); once closed, stays closed.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -17,9 +20,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use mokosh_fuzz::{Input, configs, registry};
-use mokosh_net::protocol::control::DisconnectReason;
+use mokosh_net::protocol::control::{ControlMessage, DisconnectReason, ROUTE_AUTH};
 use mokosh_net::protocol::envelope::{FramePackets, Header};
-use mokosh_net::protocol::handshake::{Hello, MAX_HANDSHAKE_BODY};
 use mokosh_net::protocol::session::{
     PacketError, ServerConfig, Session, SessionConfig, SessionEvent,
 };
@@ -87,9 +89,8 @@ fuzz_target!(|data: &[u8]| {
                 SessionEvent::AuthRequested { token } => {
                     assert!(!auth_pending && !accepted && !connected && !closed);
                     let frame = delivered.expect("AuthRequested without a packet");
-                    if plaintext {
-                        check_plain_hello(frame, &token);
-                    }
+                    assert!(plaintext, "AuthRequested from unsealed fuzz input");
+                    check_plain_auth(frame, &token);
                     auth_pending = true;
                 }
                 SessionEvent::Connected { client_id, .. } => {
@@ -128,13 +129,22 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// In plaintext mode an `AuthRequested` must come from a well-formed hello
-/// frame with the registry's protocol hash, and carry exactly its token.
-fn check_plain_hello(frame: &[u8], token: &[u8]) {
-    let decoded =
-        Header::decode(frame, MAX_HANDSHAKE_BODY).expect("AuthRequested from a malformed frame");
-    assert_eq!(decoded.header.route_id, 0);
-    let hello = Hello::decode(decoded.body).expect("AuthRequested from a malformed hello");
-    assert_eq!(hello.protocol_hash, registry().protocol_hash());
-    assert_eq!(hello.token, token);
+/// In plaintext mode an `AuthRequested` must come from a frame of well-formed
+/// packets whose first is an AUTH carrying exactly its token (later packets
+/// of the batch may be refused after it).
+fn check_plain_auth(frame: &[u8], token: &[u8]) {
+    let first = FramePackets::new(frame, usize::MAX)
+        .expect("AuthRequested from an oversized frame")
+        .next()
+        .expect("AuthRequested from an empty frame")
+        .expect("AuthRequested from a malformed frame");
+    assert_eq!(first.header.route_id, ROUTE_AUTH);
+    let auth = ControlMessage::decode(ROUTE_AUTH, first.body)
+        .expect("AuthRequested from a malformed AUTH");
+    assert_eq!(
+        auth,
+        ControlMessage::Auth {
+            token: token.to_vec()
+        }
+    );
 }

@@ -30,7 +30,10 @@ const TARGETS: [&str; 7] = [
 type Seeds = BTreeMap<&'static str, Vec<(String, Vec<u8>)>>;
 
 fn add(seeds: &mut Seeds, target: &'static str, name: &str, bytes: Vec<u8>) {
-    seeds.entry(target).or_default().push((name.to_owned(), bytes));
+    seeds
+        .entry(target)
+        .or_default()
+        .push((name.to_owned(), bytes));
 }
 
 fn envelope(seeds: &mut Seeds) {
@@ -64,7 +67,6 @@ fn handshake(seeds: &mut Seeds) {
         &[CompressionId::Zstd, CompressionId::Lz4],
         0x0123_4567_89ab_cdef,
         65_536,
-        b"token".to_vec(),
     );
     let mut out = Vec::new();
     hello.encode(&mut out).unwrap();
@@ -73,7 +75,6 @@ fn handshake(seeds: &mut Seeds) {
     let accepted = Response::Accepted(Accept {
         codec: CodecId::Postcard,
         compression: CompressionId::Lz4,
-        client_id: 7,
         max_message_size: 65_536,
         ping_interval_ms: 1000,
         idle_timeout_ms: 10_000,
@@ -100,10 +101,17 @@ fn control(seeds: &mut Seeds) {
                 detail: "bye ✓".into(),
             },
         ),
+        (
+            "auth",
+            ControlMessage::Auth {
+                token: b"token".to_vec(),
+            },
+        ),
+        ("auth-ok", ControlMessage::AuthOk { client_id: 7 }),
     ];
     for (name, message) in messages {
         let mut out = vec![message.route() as u8];
-        message.encode(&mut out);
+        message.encode(&mut out).unwrap();
         add(seeds, "control_decode", name, out);
     }
 }
@@ -138,12 +146,16 @@ fn codecs(seeds: &mut Seeds) {
         encode(&mut out);
         add(seeds, "codec_decode", name, out);
     };
-    push("sample-json", 0, &|out| codec::encode(CodecId::Json, &sample, out).unwrap());
+    push("sample-json", 0, &|out| {
+        codec::encode(CodecId::Json, &sample, out).unwrap()
+    });
     push("sample-postcard", 1, &|out| {
         codec::encode(CodecId::Postcard, &sample, out).unwrap()
     });
     let raw = RawBytes(vec![1, 2, 3, 250]);
-    push("bytes-json", 2, &|out| codec::encode(CodecId::Json, &raw, out).unwrap());
+    push("bytes-json", 2, &|out| {
+        codec::encode(CodecId::Json, &raw, out).unwrap()
+    });
     push("bytes-postcard", 3, &|out| {
         codec::encode(CodecId::Postcard, &raw, out).unwrap()
     });
@@ -169,9 +181,29 @@ fn server_session(seeds: &mut Seeds) {
         let mut seed = vec![u8::from(!encrypted)];
         seed.push(0); // deliver
         push_chunk(&mut seed, &hello);
-        add(seeds, "server_session", &format!("{name}-hello"), seed.clone());
+        add(
+            seeds,
+            "server_session",
+            &format!("{name}-hello"),
+            seed.clone(),
+        );
 
         server.handle_packet(now, &hello).unwrap();
+        let response = server.poll_transmit().unwrap();
+        client.handle_packet(now, &response).unwrap();
+        // The client's sealed AUTH (only the plaintext one can reach the
+        // AuthRequested state from fuzz input; the sealed one fails to open
+        // against the harness's fresh keys, which is what it should do).
+        let auth = client.poll_transmit().unwrap();
+        seed.push(0);
+        push_chunk(&mut seed, &auth);
+        add(
+            seeds,
+            "server_session",
+            &format!("{name}-auth"),
+            seed.clone(),
+        );
+        server.handle_packet(now, &auth).unwrap();
         server.poll_event().unwrap(); // AuthRequested
         server.accept(now).unwrap();
         seed.push(3 | 4); // accept
@@ -180,7 +212,9 @@ fn server_session(seeds: &mut Seeds) {
             client.handle_packet(now, &frame).unwrap();
         }
         assert!(client.is_connected());
-        client.send(ROUTE_A, CodecId::Postcard, b"hello there", Some(9)).unwrap();
+        client
+            .send(ROUTE_A, CodecId::Postcard, b"hello there", Some(9))
+            .unwrap();
         client.send(ROUTE_B, CodecId::Raw, &[7; 300], None).unwrap();
         client.handle_timeout(now + Duration::from_secs(1)); // ping
         while let Some(frame) = client.poll_transmit() {
@@ -215,7 +249,12 @@ fn established(seeds: &mut Seeds) {
         seed.extend_from_slice(&[1, 1]);
         // replay the first frame
         seed.extend_from_slice(&[1, 0]);
-        add(seeds, "established_session", &format!("m{mode}-send-replay"), seed);
+        add(
+            seeds,
+            "established_session",
+            &format!("m{mode}-send-replay"),
+            seed,
+        );
 
         let mut seed = vec![mode];
         seed.push(0x10); // raw codec on A
@@ -225,7 +264,12 @@ fn established(seeds: &mut Seeds) {
         push_chunk(&mut seed, &[0x01]);
         seed.extend_from_slice(&[1, 0]); // then the genuine frame
         seed.extend_from_slice(&[6, 0, 0, 0]); // reflect a server ping
-        add(seeds, "established_session", &format!("m{mode}-mutate"), seed);
+        add(
+            seeds,
+            "established_session",
+            &format!("m{mode}-mutate"),
+            seed,
+        );
 
         let mut seed = vec![mode];
         seed.push(0x00);
@@ -235,7 +279,12 @@ fn established(seeds: &mut Seeds) {
         push_chunk(&mut seed, &[]);
         seed.push(3); // arbitrary bytes
         push_chunk(&mut seed, &[1, 1, 2, 100, 0, 0]);
-        add(seeds, "established_session", &format!("m{mode}-rewrite"), seed);
+        add(
+            seeds,
+            "established_session",
+            &format!("m{mode}-rewrite"),
+            seed,
+        );
     }
 }
 
@@ -272,6 +321,9 @@ fn seeds() {
         let count = std::fs::read_dir(root.join(target))
             .map(|dir| dir.count())
             .unwrap_or(0);
-        assert!(count > 0, "no committed seeds for {target}: run with MOKOSH_WRITE_SEEDS=1");
+        assert!(
+            count > 0,
+            "no committed seeds for {target}: run with MOKOSH_WRITE_SEEDS=1"
+        );
     }
 }

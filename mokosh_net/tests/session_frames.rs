@@ -20,6 +20,7 @@ use mokosh_net::protocol::session::{
     SessionConfig, SessionState,
 };
 use mokosh_net::protocol::testing::{SessionPair, encrypted_configs};
+use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, GameMessage)]
@@ -120,7 +121,9 @@ fn frames_stay_within_the_peers_max_message_size() {
         }
         pair.server.handle_packet(now, frame).unwrap();
     }
-    assert_eq!(counters, (0..60).collect::<Vec<u64>>());
+    // Consecutive counters, in order (the handshake's AUTH may have used some).
+    let first = counters[0];
+    assert_eq!(counters, (first..first + 60).collect::<Vec<u64>>());
     pair.pump(now);
     assert_eq!(sequences(&mut pair), (0..60).collect::<Vec<_>>());
 }
@@ -343,4 +346,49 @@ fn a_handshake_packet_with_a_tick_is_refused() {
         Err(PacketError::Unexpected(_))
     ));
     assert!(pair.server.is_closed());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// However a sender groups its sealed packets into frames (within the
+    /// limits), the receiver delivers every message once, in order.
+    #[test]
+    fn any_grouping_of_packets_into_frames_is_delivered_in_order(
+        sizes in proptest::collection::vec(0usize..300, 1..120),
+        cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..20),
+    ) {
+        let now = Instant::now();
+        let session = SessionConfig {
+            rate_limit: RateLimitConfig::unlimited(),
+            ..SessionConfig::default()
+        };
+        let mut pair = connected(session, now);
+        for (sequence, size) in sizes.iter().enumerate() {
+            pair.client.send_message(&input(sequence as u32, *size)).unwrap();
+        }
+        // Every packet, as sealed, out of the sender's own frames.
+        let packets: Vec<Vec<u8>> = drain(&mut pair.client)
+            .iter()
+            .flat_map(|frame| {
+                FramePackets::new(frame, 1 << 20)
+                    .unwrap()
+                    .map(|packet| packet.unwrap().bytes.to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        prop_assert_eq!(packets.len(), sizes.len());
+        // Regroup at arbitrary boundaries, at most 64 packets per frame.
+        let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut.index(packets.len())).collect();
+        bounds.extend((0..=packets.len()).step_by(MAX_PACKETS_PER_FRAME));
+        bounds.push(packets.len());
+        bounds.sort_unstable();
+        bounds.dedup();
+        for range in bounds.windows(2) {
+            let frame = packets[range[0]..range[1]].concat();
+            prop_assert_eq!(pair.server.handle_packet(now, &frame), Ok(()));
+        }
+        pair.pump(now);
+        prop_assert_eq!(sequences(&mut pair), (0..sizes.len() as u32).collect::<Vec<_>>());
+    }
 }

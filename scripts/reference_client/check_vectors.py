@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from reference_client import schema  # noqa: E402
-from reference_client.control import Disconnect, Ping, decode_control  # noqa: E402
+from reference_client.control import Auth, AuthOk, Disconnect, Ping, decode_control  # noqa: E402
 from reference_client.envelope import (CODEC_JSON, CODEC_POSTCARD, CODEC_RAW,  # noqa: E402
                                        Header, batch, decode_frame, decode_packet)
 from reference_client.handshake import Accept, Hello, Refuse, decode_response  # noqa: E402
@@ -49,9 +49,9 @@ def parse_vectors(text: str) -> tuple[list[tuple[str, bytes]], list[str]]:
 
 # --- inputs stated by the document ------------------------------------------
 
-# 7.3: "Postcard then JSON; zstd then lz4; protocol hash 0x1122334455667788; 65536; token `token`"
+# 7.3: "Postcard then JSON; zstd then lz4; protocol hash 0x1122334455667788; 65536"
 HELLO = Hello(codecs=(CODEC_POSTCARD, CODEC_JSON), compressions=(1, 2),
-              protocol_hash=0x1122334455667788, max_message_size=65536, token=b"token")
+              protocol_hash=0x1122334455667788, max_message_size=65536)
 
 # Server side used for the accept: supports codecs JSON/Postcard/Raw and zstd/lz4
 # and picks "the first entry of the client's list that it supports" (5, 6, 7.5).
@@ -65,17 +65,19 @@ def negotiate(offered, supported, none=None):
 
 # 7.4 does not state the accept's inputs. Derived here: codec / compression by
 # negotiation against HELLO; max message size, ping interval and idle timeout
-# are the section-12 defaults (64 KiB, 1 s, 10 s). The client id (42) is NOT
-# stated anywhere in the document; it was read off the vector.
+# are the section-12 defaults (64 KiB, 1 s, 10 s).
 ACCEPT = Accept(codec=negotiate(HELLO.codecs, SERVER_CODECS),
                 compression=negotiate(HELLO.compressions, SERVER_COMPRESSIONS, 0),
-                client_id=42, max_message_size=64 * 1024,
+                max_message_size=64 * 1024,
                 ping_interval_ms=1000, idle_timeout_ms=10_000)
-# 7.4 does not state the refusal's inputs either: AuthFailed (9) fits step 8 of
-# 7.5; the detail "bad token" was read off the vector.
+# 7.4 states the refusal's inputs: AuthFailed (9), detail "bad token".
 REFUSE = Refuse(status=9, detail="bad token")
 
-# 7.7
+# 7.5 / 7.8: AUTH with token `token`, AUTH_OK with client id 42.
+AUTH = Auth(b"token")
+AUTH_OK = AuthOk(42)
+
+# 7.8
 SERVER_STATIC = bytes(range(0x01, 0x21))
 CLIENT_EPHEMERAL = bytes(range(0x40, 0x60))
 SERVER_EPHEMERAL = bytes(range(0x80, 0xA0))
@@ -91,7 +93,7 @@ GOLDEN = schema.struct_("Golden", schema.shape_named([
 
 
 class Handshake:
-    """Runs the 7.7 example once, both sides, cross-checking everything."""
+    """Runs the 7.8 example once, both sides, cross-checking everything."""
 
     def __init__(self) -> None:
         server_public = x25519_public(SERVER_STATIC)
@@ -160,6 +162,18 @@ def _open_frame(doc: bytes) -> bool:
             == [(0, 1000, b"hello"), (1, 1000, b"world")])
 
 
+def _first_sealed(key: bytes, message) -> bytes:
+    """7.8: the first sealed packet one way: route of the message, codec Raw, counter 0."""
+    return seal(key, Header(route=message.route, message_id=0, codec=CODEC_RAW,
+                            payload_len=0, encrypted=True), message.encode())
+
+
+def _open_first(doc: bytes, key: bytes, message) -> bool:
+    pkt = decode_packet(doc, body_limit=2048)
+    return (pkt.header.route == message.route and pkt.header.message_id == 0
+            and decode_control(message.route, open_packet(key, pkt)) == message)
+
+
 def _be64(v: int) -> bytes:
     return v.to_bytes(8, "big")  # "shown as the 64-bit value, most significant byte first"
 
@@ -197,6 +211,18 @@ RECIPES: dict[str, Recipe] = {
         lambda d: hs().round_trip_ok),
     "noise-key-client-to-server": (lambda: hs().client_keys[0], lambda d: hs().round_trip_ok),
     "noise-key-server-to-client": (lambda: hs().client_keys[1], lambda d: hs().round_trip_ok),
+    "noise-sealed-auth": (
+        lambda: _first_sealed(hs().client_keys[0], AUTH),
+        lambda d: _open_first(d, hs().server_keys[0], AUTH)),
+    "noise-sealed-auth-ok": (
+        lambda: _first_sealed(hs().client_keys[1], AUTH_OK),
+        lambda d: _open_first(d, hs().server_keys[1], AUTH_OK)),
+    "control-auth": (
+        lambda: AUTH.encode(),
+        lambda d: decode_control(4, d) == AUTH),
+    "control-auth-ok": (
+        lambda: AUTH_OK.encode(),
+        lambda d: decode_control(5, d) == AUTH_OK),
     "sealed-counter-0": (
         lambda: _sealed(0, b"hello"),
         lambda d: _open_sealed(d, 0, b"hello")),

@@ -1,4 +1,4 @@
-"""Control message bodies (PROTOCOL.md section 10)."""
+"""Control message bodies (PROTOCOL.md sections 7.5 and 10)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ ROUTE_HANDSHAKE = 0
 ROUTE_PING = 1
 ROUTE_PONG = 2
 ROUTE_DISCONNECT = 3
-RESERVED_ROUTES = range(4, 16)
+ROUTE_AUTH = 4
+ROUTE_AUTH_OK = 5
+RESERVED_ROUTES = range(6, 16)
 FIRST_APP_ROUTE = 16
 
 MAX_DETAIL_LEN = 256
+MAX_TOKEN_LEN = 1024
 
 REASONS = {
     1: "Requested", 2: "IdleTimeout", 3: "HandshakeTimeout", 4: "ProtocolViolation",
@@ -67,15 +70,48 @@ class Disconnect:
         return bytes((self.reason,)) + encode_varint(len(detail)) + detail
 
 
-Control = Union[Ping, Pong, Disconnect]
+@dataclass(frozen=True)
+class Auth:
+    """Client -> server, its first sealed packet: the credentials."""
+    token: bytes
+    route = ROUTE_AUTH
+
+    def __post_init__(self) -> None:
+        if len(self.token) > MAX_TOKEN_LEN:
+            raise ValueError("token longer than 1024 bytes")
+
+    def encode(self) -> bytes:
+        return encode_varint(len(self.token)) + self.token
+
+
+@dataclass(frozen=True)
+class AuthOk:
+    """Server -> client, its first sealed packet: accepted, with the client id."""
+    client_id: int
+    route = ROUTE_AUTH_OK
+
+    def encode(self) -> bytes:
+        return struct.pack("<Q", self.client_id)
+
+
+Control = Union[Ping, Pong, Disconnect, Auth, AuthOk]
 
 
 def decode_control(route: int, body: bytes) -> Control:
-    if route in (ROUTE_PING, ROUTE_PONG):
+    if route in (ROUTE_PING, ROUTE_PONG, ROUTE_AUTH_OK):
         if len(body) != 8:
-            raise ProtocolError("PING/PONG body must be exactly 8 bytes")
-        (ping_id,) = struct.unpack("<Q", body)
-        return Ping(ping_id) if route == ROUTE_PING else Pong(ping_id)
+            raise ProtocolError("PING/PONG/AUTH_OK body must be exactly 8 bytes")
+        (value,) = struct.unpack("<Q", body)
+        if route == ROUTE_AUTH_OK:
+            return AuthOk(value)
+        return Ping(value) if route == ROUTE_PING else Pong(value)
+    if route == ROUTE_AUTH:
+        length, pos = decode_varint(body, 0, U32_MAX)
+        if length > MAX_TOKEN_LEN:
+            raise ProtocolError("AUTH token too long")
+        if len(body) - pos != length:
+            raise ProtocolError("AUTH token length mismatch")
+        return Auth(bytes(body[pos:]))
     if route == ROUTE_DISCONNECT:
         if not body:
             raise ProtocolError("empty DISCONNECT")

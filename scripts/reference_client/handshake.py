@@ -12,7 +12,6 @@ from .varint import U32_MAX, U64_MAX, decode_varint, encode_varint
 MAX_OFFERS = 8
 MIN_MESSAGE_SIZE = 256
 MAX_MESSAGE_SIZE = 1 << 30
-MAX_TOKEN_LEN = 1024
 MAX_DETAIL_LEN = 256
 MAX_PING_INTERVAL_MS = 60_000
 MAX_IDLE_TIMEOUT_MS = 600_000
@@ -49,7 +48,6 @@ class Hello:
     compressions: tuple[int, ...]
     protocol_hash: int
     max_message_size: int
-    token: bytes = b""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codecs", tuple(self.codecs))
@@ -64,8 +62,6 @@ class Hello:
             raise ValueError("protocol hash is a u64")
         if not MIN_MESSAGE_SIZE <= self.max_message_size <= MAX_MESSAGE_SIZE:
             raise ValueError("max message size must be 256..=2^30")
-        if len(self.token) > MAX_TOKEN_LEN:
-            raise ValueError("token longer than 1024 bytes")
 
     def encode(self) -> bytes:
         out = bytearray()
@@ -75,8 +71,6 @@ class Hello:
         out += bytes(self.compressions)
         out += struct.pack("<Q", self.protocol_hash)
         out += encode_varint(self.max_message_size)
-        out += encode_varint(len(self.token))
-        out += self.token
         return bytes(out)
 
     @classmethod
@@ -94,19 +88,14 @@ class Hello:
         max_size, pos = decode_varint(buf, pos, U32_MAX)
         if not MIN_MESSAGE_SIZE <= max_size <= MAX_MESSAGE_SIZE:
             raise ProtocolError("max message size out of range")
-        token_len, pos = decode_varint(buf, pos, U32_MAX)
-        if token_len > MAX_TOKEN_LEN:
-            raise ProtocolError("token too long")
-        token, pos = _bytes(buf, pos, token_len)
         _no_trailing(buf, pos)
-        return cls(tuple(codecs), tuple(compressions), protocol_hash, max_size, token)
+        return cls(tuple(codecs), tuple(compressions), protocol_hash, max_size)
 
 
 @dataclass(frozen=True)
 class Accept:
     codec: int
     compression: int
-    client_id: int
     max_message_size: int
     ping_interval_ms: int
     idle_timeout_ms: int
@@ -115,14 +104,13 @@ class Accept:
 
     def encode(self) -> bytes:
         out = bytearray((STATUS_ACCEPTED, self.codec, self.compression))
-        out += struct.pack("<Q", self.client_id)
         out += encode_varint(self.max_message_size)
         out += encode_varint(self.ping_interval_ms)
         out += encode_varint(self.idle_timeout_ms)
         return bytes(out)
 
     def check_offer(self, hello: Hello) -> None:
-        """Client rule 7.6: the codec and compression must have been offered."""
+        """Client rule 7.7: the codec and compression must have been offered."""
         if self.codec not in hello.codecs:
             raise ProtocolError("server picked a codec the client did not offer")
         if self.compression != 0 and self.compression not in hello.compressions:
@@ -154,7 +142,6 @@ def decode_response(buf: bytes) -> Response:
     if status == STATUS_ACCEPTED:
         codec, pos = _u8(buf, pos)
         compression, pos = _u8(buf, pos)
-        client_id, pos = _u64(buf, pos)
         max_size, pos = decode_varint(buf, pos, U32_MAX)
         if not MIN_MESSAGE_SIZE <= max_size <= MAX_MESSAGE_SIZE:
             raise ProtocolError("max message size out of range")
@@ -165,7 +152,7 @@ def decode_response(buf: bytes) -> Response:
         if not 1 <= idle <= MAX_IDLE_TIMEOUT_MS:
             raise ProtocolError("idle timeout out of range")
         _no_trailing(buf, pos)
-        return Accept(codec, compression, client_id, max_size, ping, idle)
+        return Accept(codec, compression, max_size, ping, idle)
     length, pos = decode_varint(buf, pos, U32_MAX)
     if length > MAX_DETAIL_LEN:
         raise ProtocolError("refusal detail too long")

@@ -2,9 +2,12 @@
 
 Feed it whole transport messages (``receive_frame`` splits a frame into its
 packets, section 2); it returns packets to send, which ``batch`` joins into
-frames. Compression and rate limiting are not implemented: a COMPRESSED
-application packet is handed back with ``compressed=True`` and its body still
-compressed. ``tick`` (if set) goes into every packet sealed after it.
+frames. The handshake is hello -> response -> sealed AUTH (``auth_frame``) ->
+sealed AUTH_OK (``receive`` sets ``client_id`` and ``connected``); until
+AUTH_OK only AUTH_OK or DISCONNECT may arrive and nothing but AUTH may be sent.
+Compression and rate limiting are not implemented: a COMPRESSED application
+packet is handed back with ``compressed=True`` and its body still compressed.
+``tick`` (if set) goes into every packet sealed after it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Union
 
 from . import ProtocolError
-from .control import (FIRST_APP_ROUTE, RESERVED_ROUTES, ROUTE_DISCONNECT, ROUTE_HANDSHAKE,
-                      ROUTE_PING, ROUTE_PONG, Control, Ping, Pong, decode_control)
+from .control import (FIRST_APP_ROUTE, RESERVED_ROUTES, ROUTE_AUTH, ROUTE_AUTH_OK,
+                      ROUTE_DISCONNECT, ROUTE_HANDSHAKE, ROUTE_PING, ROUTE_PONG, Auth, AuthOk,
+                      Control, Disconnect, Ping, Pong, decode_control)
 from .envelope import (CODEC_RAW, HANDSHAKE_BODY_LIMIT, TAG_LEN, Header, Packet, batch,
                        decode_frame, decode_packet)
 from .schema import CLIENT_TO_SERVER, SERVER_TO_CLIENT
@@ -48,12 +52,16 @@ Received = Union[Control, AppMessage]
 
 class ClientSession:
     def __init__(self, hello: Hello, server_public: Optional[bytes],
-                 registry: Mapping[int, int], *, plaintext: bool = False,
+                 registry: Mapping[int, int], *, token: bytes = b"", plaintext: bool = False,
                  ephemeral_private: Optional[bytes] = None,
                  directions: Optional[Mapping[int, int]] = None):
         if plaintext == (server_public is not None):
             raise ValueError("give a pinned server key, or plaintext=True, not both")
         self.hello = hello
+        self.token = Auth(token).token  # validates the length
+        self.client_id: Optional[int] = None  # set by AUTH_OK
+        self.connected = False
+        self._sent_auth = False
         self.registry = dict(registry)  # route -> SCHEMA_HASH
         self.directions = dict(directions or {})  # route -> direction word (section 4)
         self.tick: Optional[int] = None  # the network tick put in sealed packets
@@ -104,6 +112,13 @@ class ClientSession:
             self._k_send, self._k_recv = self._noise.split()
         return response
 
+    def auth_frame(self) -> bytes:
+        """The first sealed packet (7.5): AUTH with the token, counter 0."""
+        if self.accept is None or self._sent_auth:
+            raise RuntimeError("AUTH goes once, right after the accept")
+        self._sent_auth = True
+        return self._control_frame(Auth(self.token))
+
     # -- sending ------------------------------------------------------------
 
     def _next_counter(self) -> int:
@@ -125,6 +140,8 @@ class ClientSession:
     def send(self, route: int, codec: int, body: bytes, *, compressed: bool = False,
              correlation_id: Optional[int] = None, with_schema: bool = False) -> bytes:
         """Frame an already serialized (and, if ``compressed``, compressed) body."""
+        if not self.connected:
+            raise RuntimeError("no application messages before AUTH_OK")
         if route not in self.registry:
             raise ValueError(f"route {route} is not registered")
         if self.directions.get(route) == SERVER_TO_CLIENT:
@@ -141,6 +158,13 @@ class ClientSession:
         return self._frame(header, body)
 
     def send_control(self, message: Control) -> bytes:
+        if isinstance(message, (Auth, AuthOk)):
+            raise ValueError("AUTH is sent by auth_frame; AUTH_OK only by servers")
+        if not self.connected and not isinstance(message, Disconnect):
+            raise RuntimeError("only DISCONNECT may be sent before AUTH_OK")
+        return self._control_frame(message)
+
+    def _control_frame(self, message: Control) -> bytes:
         body = message.encode()
         header = Header(route=message.route, message_id=self._next_counter(), codec=CODEC_RAW,
                         payload_len=len(body), encrypted=not self.plaintext, tick=self.tick)
@@ -183,11 +207,25 @@ class ClientSession:
         return self._dispatch(h, body)                                  # 8, 9
 
     def _dispatch(self, h: Header, body: bytes) -> Received:
-        if h.route in (ROUTE_PING, ROUTE_PONG, ROUTE_DISCONNECT):
+        # 7.7: before AUTH_OK only AUTH_OK or DISCONNECT; after it, never
+        # AUTH_OK again; AUTH never reaches a client.
+        if not self.connected and h.route not in (ROUTE_AUTH_OK, ROUTE_DISCONNECT):
+            raise ProtocolError(f"route {h.route} before AUTH_OK", R_PROTOCOL_VIOLATION)
+        if self.connected and h.route in (ROUTE_AUTH, ROUTE_AUTH_OK):
+            raise ProtocolError(f"route {h.route} after AUTH_OK", R_PROTOCOL_VIOLATION)
+        if h.route == ROUTE_AUTH:
+            raise ProtocolError("AUTH is client -> server only", R_PROTOCOL_VIOLATION)
+        if h.route in (ROUTE_PING, ROUTE_PONG, ROUTE_DISCONNECT, ROUTE_AUTH_OK):
             if (h.codec != CODEC_RAW or h.compressed or h.correlation_id is not None
                     or h.schema_hash is not None):
                 raise ProtocolError("control messages use codec Raw and no flags but ENCRYPTED")
-            return decode_control(h.route, body)
+            message = decode_control(h.route, body)
+            if isinstance(message, AuthOk):
+                if not self._sent_auth:
+                    raise ProtocolError("AUTH_OK before AUTH", R_PROTOCOL_VIOLATION)
+                self.client_id = message.client_id
+                self.connected = True
+            return message
         if h.route == ROUTE_HANDSHAKE or h.route in RESERVED_ROUTES:
             raise ProtocolError(f"route {h.route} is not allowed after the handshake")
         assert h.route >= FIRST_APP_ROUTE

@@ -12,12 +12,13 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from reference_client import ProtocolError, schema  # noqa: E402
-from reference_client.control import Disconnect, Ping, Pong, decode_control  # noqa: E402
+from reference_client.control import (Auth, AuthOk, Disconnect, Ping, Pong,  # noqa: E402
+                                      decode_control)
 from reference_client.envelope import (CODEC_POSTCARD, CODEC_RAW, MAX_PACKETS_PER_FRAME,  # noqa: E402
                                        Header, batch, decode_frame, decode_packet)
 from reference_client.handshake import Accept, Hello, Refuse  # noqa: E402
 from reference_client.noise_nk import NoiseResponder, x25519_public  # noqa: E402
-from reference_client.seal import seal  # noqa: E402
+from reference_client.seal import open_packet, seal  # noqa: E402
 from reference_client.session import AppMessage, ClientSession, HandshakeRefused  # noqa: E402
 from reference_client.varint import U16_MAX, U32_MAX, U64_MAX, decode_varint, encode_varint  # noqa: E402
 
@@ -123,8 +124,8 @@ SERVER_STATIC = bytes(range(1, 33))
 GOLDEN = schema.struct_("Golden", schema.shape_named(
     [("id", schema.primitive("u32")), ("tags", schema.vec(schema.STRING))]))
 REGISTRY = {100: GOLDEN}
-HELLO = Hello((2, 1), (1, 2), schema.protocol_hash(REGISTRY), 65536, b"token")
-ACCEPT = Accept(2, 1, 42, 65536, 1000, 10000)
+HELLO = Hello((2, 1), (1, 2), schema.protocol_hash(REGISTRY), 65536)
+ACCEPT = Accept(2, 1, 65536, 1000, 10000)
 
 
 def server_reply(frame, response):
@@ -138,33 +139,66 @@ def server_reply(frame, response):
 
 class Session(unittest.TestCase):
     def test_full_exchange(self):
-        c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
+        c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY, token=b"token")
         reply, server = server_reply(c.hello_frame(), ACCEPT)
         self.assertEqual(c.on_handshake_frame(reply), ACCEPT)
         k1, k2 = server.split()
-        # client -> server
-        f = c.send(100, CODEC_POSTCARD, b"\x01\x00")
-        self.assertEqual(decode_packet(f, 65536 + 16).header.message_id, 0)
-        # server -> client: ping, app message with schema, then a replay
         def s2c(counter, route, codec, body, **kw):
             return seal(k2, Header(route=route, message_id=counter, codec=codec,
                                    payload_len=0, **kw), body)
-        self.assertEqual(c.receive(s2c(0, 1, CODEC_RAW, Ping(5).encode())), Ping(5))
-        m = c.receive(s2c(1, 100, CODEC_POSTCARD, b"\x07", schema_hash=GOLDEN))
+        # 7.5: the first sealed packet is AUTH with the token, counter 0.
+        auth = decode_packet(c.auth_frame(), 2048)
+        self.assertEqual((auth.header.route, auth.header.message_id), (4, 0))
+        self.assertEqual(decode_control(4, open_packet(k1, auth)), Auth(b"token"))
+        # 7.7: nothing else before AUTH_OK, either way.
+        with self.assertRaises(RuntimeError):
+            c.send(100, CODEC_POSTCARD, b"\x01\x00")
+        with self.assertRaises(RuntimeError):
+            c.send_control(Ping(0))
+        early = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
+        early_reply, early_server = server_reply(early.hello_frame(), ACCEPT)
+        early.on_handshake_frame(early_reply)
+        early.auth_frame()
+        with self.assertRaises(ProtocolError) as e:
+            early.receive(seal(early_server.split()[1], Header(
+                route=1, message_id=0, codec=CODEC_RAW, payload_len=0), Ping(5).encode()))
+        self.assertEqual(e.exception.reason, 4)
+        self.assertEqual(c.receive(s2c(0, 5, CODEC_RAW, AuthOk(42).encode())), AuthOk(42))
+        self.assertTrue(c.connected)
+        self.assertEqual(c.client_id, 42)
+        # client -> server, after AUTH (counter 0)
+        f = c.send(100, CODEC_POSTCARD, b"\x01\x00")
+        self.assertEqual(decode_packet(f, 65536 + 16).header.message_id, 1)
+        # server -> client: ping, app message with schema, then a replay
+        self.assertEqual(c.receive(s2c(1, 1, CODEC_RAW, Ping(5).encode())), Ping(5))
+        m = c.receive(s2c(2, 100, CODEC_POSTCARD, b"\x07", schema_hash=GOLDEN))
         self.assertIsInstance(m, AppMessage)
         with self.assertRaises(ProtocolError) as e:
-            c.receive(s2c(1, 100, CODEC_POSTCARD, b"\x07"))
+            c.receive(s2c(2, 100, CODEC_POSTCARD, b"\x07"))
         self.assertEqual(e.exception.reason, 6)
         with self.assertRaises(ProtocolError) as e:  # wrong key -> DecryptFailed
-            c.receive(seal(k1, Header(route=1, message_id=2, codec=CODEC_RAW,
+            c.receive(seal(k1, Header(route=1, message_id=3, codec=CODEC_RAW,
                                       payload_len=0), Ping(1).encode()))
         self.assertEqual(e.exception.reason, 5)
         with self.assertRaises(ProtocolError):  # bad schema hash
-            c.receive(s2c(2, 100, CODEC_POSTCARD, b"\x07", schema_hash=1))
+            c.receive(s2c(3, 100, CODEC_POSTCARD, b"\x07", schema_hash=1))
+        with self.assertRaises(ProtocolError):  # a second AUTH_OK
+            c.receive(s2c(4, 5, CODEC_RAW, AuthOk(42).encode()))
         with self.assertRaises(ProtocolError):  # reserved route
-            c.receive(s2c(3, 5, CODEC_RAW, b""))
-        self.assertEqual(c.receive(s2c(4, 3, CODEC_RAW, Disconnect(10, "bye").encode())),
+            c.receive(s2c(5, 6, CODEC_RAW, b""))
+        self.assertEqual(c.receive(s2c(6, 3, CODEC_RAW, Disconnect(10, "bye").encode())),
                          Disconnect(10, "bye"))
+
+    def test_auth_failed_is_a_sealed_disconnect(self):
+        c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY, token=b"bad")
+        reply, server = server_reply(c.hello_frame(), ACCEPT)
+        c.on_handshake_frame(reply)
+        c.auth_frame()
+        k2 = server.split()[1]
+        verdict = seal(k2, Header(route=3, message_id=0, codec=CODEC_RAW, payload_len=0),
+                       Disconnect(9, "bad token").encode())
+        self.assertEqual(c.receive(verdict), Disconnect(9, "bad token"))
+        self.assertFalse(c.connected)
 
     def test_refusals(self):
         c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
@@ -190,33 +224,38 @@ class Session(unittest.TestCase):
         directions = {100: schema.BOTH, 101: schema.CLIENT_TO_SERVER,
                       102: schema.SERVER_TO_CLIENT}
         registry = {100: GOLDEN, 101: GOLDEN, 102: GOLDEN}
-        hello = Hello((2, 1), (1, 2), schema.protocol_hash(registry, directions), 65536, b"t")
-        c = ClientSession(hello, x25519_public(SERVER_STATIC), registry, directions=directions)
+        hello = Hello((2, 1), (1, 2), schema.protocol_hash(registry, directions), 65536)
+        c = ClientSession(hello, x25519_public(SERVER_STATIC), registry, token=b"t",
+                          directions=directions)
         reply, server = server_reply(c.hello_frame(), ACCEPT)
         c.on_handshake_frame(reply)
         k1, k2 = server.split()
+
+        def s2c(counter, route, body, codec=CODEC_POSTCARD):
+            return seal(k2, Header(route=route, message_id=counter, codec=codec,
+                                   payload_len=0, tick=counter), body)
+        c.auth_frame()
+        # AUTH_OK batched with the packets after it: processed in order.
+        got = c.receive_frame(s2c(0, 5, AuthOk(9).encode(), CODEC_RAW) + s2c(1, 102, b"\x05")
+                              + s2c(2, 1, Ping(3).encode(), CODEC_RAW))
+        self.assertEqual(got[0], AuthOk(9))
+        self.assertEqual(got[1].header.tick, 1)
+        self.assertEqual(got[2], Ping(3))
+        with self.assertRaises(ProtocolError):  # client-to-server only
+            c.receive(s2c(3, 101, b""))
         c.tick = 77
         frames = c.batch([c.send(100, CODEC_POSTCARD, b"\x01"), c.send(101, CODEC_POSTCARD, b""),
                           c.send_control(Ping(0))])
         self.assertEqual(len(frames), 1)
         packets = decode_frame(frames[0], 65536 + 16)
         self.assertEqual([(p.header.message_id, p.header.tick) for p in packets],
-                         [(0, 77), (1, 77), (2, 77)])
+                         [(1, 77), (2, 77), (3, 77)])
         with self.assertRaises(ValueError):  # server-to-client only
             c.send(102, CODEC_POSTCARD, b"")
 
-        def s2c(counter, route, body, codec=CODEC_POSTCARD):
-            return seal(k2, Header(route=route, message_id=counter, codec=codec,
-                                   payload_len=0, tick=counter), body)
-        got = c.receive_frame(s2c(0, 102, b"\x05") + s2c(1, 1, Ping(3).encode(), CODEC_RAW))
-        self.assertEqual(got[0].header.tick, 0)
-        self.assertEqual(got[1], Ping(3))
-        with self.assertRaises(ProtocolError):  # client-to-server only
-            c.receive(s2c(2, 101, b""))
-
     def test_unoffered_codec(self):
         c = ClientSession(HELLO, x25519_public(SERVER_STATIC), REGISTRY)
-        reply, _ = server_reply(c.hello_frame(), Accept(3, 0, 1, 256, 1, 1))
+        reply, _ = server_reply(c.hello_frame(), Accept(3, 0, 256, 1, 1))
         with self.assertRaises(ProtocolError):
             c.on_handshake_frame(reply)
 

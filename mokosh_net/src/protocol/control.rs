@@ -9,8 +9,13 @@
 //! | 1     | PING        | `u64 LE ping id`                                          |
 //! | 2     | PONG        | `u64 LE ping id` copied from the PING                     |
 //! | 3     | DISCONNECT  | `u8 reason` ‖ `varint len (<= 256)` ‖ `len bytes UTF-8`   |
+//! | 4     | AUTH        | `varint len (<= 1024)` ‖ `len bytes token` (client only)  |
+//! | 5     | AUTH_OK     | `u64 LE client id` (server only)                          |
 //!
-//! Routes `4..=15` are reserved; receiving one is a protocol violation.
+//! AUTH and AUTH_OK are the last step of the handshake (see
+//! [`session`](super::session)): they are sealed, so only a peer holding the
+//! session keys can send them. Routes `6..=15` are reserved; receiving one is
+//! a protocol violation.
 
 use super::reader::{Reader, WireError};
 
@@ -22,6 +27,12 @@ pub const ROUTE_PING: u16 = 1;
 pub const ROUTE_PONG: u16 = 2;
 /// Route of the disconnect notice.
 pub const ROUTE_DISCONNECT: u16 = 3;
+/// Route of the client's credentials (its first sealed packet).
+pub const ROUTE_AUTH: u16 = 4;
+/// Route of the server's acceptance of those credentials.
+pub const ROUTE_AUTH_OK: u16 = 5;
+/// Longest auth token, in bytes.
+pub const MAX_TOKEN_LEN: usize = 1024;
 /// Longest human-readable detail carried in a reject or disconnect, in bytes.
 pub const MAX_DETAIL_LEN: usize = 256;
 
@@ -166,6 +177,17 @@ pub enum ControlMessage {
         /// Human-readable detail (may be empty).
         detail: String,
     },
+    /// Client only, first sealed packet: the credentials for the server's
+    /// authentication hook.
+    Auth {
+        /// Opaque credentials (at most [`MAX_TOKEN_LEN`] bytes).
+        token: Vec<u8>,
+    },
+    /// Server only: the credentials were accepted; the session is connected.
+    AuthOk {
+        /// The id the server gave this client.
+        client_id: u64,
+    },
 }
 
 impl ControlMessage {
@@ -175,20 +197,33 @@ impl ControlMessage {
             ControlMessage::Ping { .. } => ROUTE_PING,
             ControlMessage::Pong { .. } => ROUTE_PONG,
             ControlMessage::Disconnect { .. } => ROUTE_DISCONNECT,
+            ControlMessage::Auth { .. } => ROUTE_AUTH,
+            ControlMessage::AuthOk { .. } => ROUTE_AUTH_OK,
         }
     }
 
-    /// Appends the body to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the body to `out`. An AUTH token longer than
+    /// [`MAX_TOKEN_LEN`] is refused.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
         match self {
-            ControlMessage::Ping { id } | ControlMessage::Pong { id } => {
+            ControlMessage::Ping { id }
+            | ControlMessage::Pong { id }
+            | ControlMessage::AuthOk { client_id: id } => {
                 out.extend_from_slice(&id.to_le_bytes());
+            }
+            ControlMessage::Auth { token } => {
+                if token.len() > MAX_TOKEN_LEN {
+                    return Err(WireError::Invalid("token length"));
+                }
+                super::varint::write(token.len() as u64, out);
+                out.extend_from_slice(token);
             }
             ControlMessage::Disconnect { reason, detail } => {
                 out.push(reason.code());
                 write_detail(detail, out);
             }
         }
+        Ok(())
     }
 
     /// Decodes the body of a control message on `route`.
@@ -211,6 +246,12 @@ impl ControlMessage {
                     detail: read_detail(&mut reader)?,
                 }
             }
+            ROUTE_AUTH => ControlMessage::Auth {
+                token: reader.length_prefixed(MAX_TOKEN_LEN)?.to_vec(),
+            },
+            ROUTE_AUTH_OK => ControlMessage::AuthOk {
+                client_id: reader.u64_le()?,
+            },
             _ => return Err(WireError::Invalid("control route")),
         };
         reader.finish()?;
@@ -256,7 +297,8 @@ mod tests {
             reason: DisconnectReason::Kicked,
             detail: long,
         }
-        .encode(&mut out);
+        .encode(&mut out)
+        .unwrap();
         let decoded = ControlMessage::decode(ROUTE_DISCONNECT, &out).unwrap();
         let ControlMessage::Disconnect { detail, .. } = decoded else {
             panic!("wrong message")
@@ -277,24 +319,35 @@ mod tests {
         assert!(ControlMessage::decode(ROUTE_DISCONNECT, &[0, 0]).is_err());
         assert!(ControlMessage::decode(ROUTE_DISCONNECT, &[4, 2, 0xff, 0xfe]).is_err());
         assert!(ControlMessage::decode(9, &[]).is_err());
+        // A forged token length over the limit is refused before reading.
+        assert!(ControlMessage::decode(ROUTE_AUTH, &[0x81, 0x08]).is_err());
+        assert!(
+            ControlMessage::Auth {
+                token: vec![0; MAX_TOKEN_LEN + 1]
+            }
+            .encode(&mut Vec::new())
+            .is_err()
+        );
     }
 
     proptest! {
         #[test]
-        fn round_trip(id: u64, code in 1u8.., detail in ".{0,60}") {
+        fn round_trip(id: u64, code in 1u8.., detail in ".{0,60}", token in proptest::collection::vec(any::<u8>(), 0..=MAX_TOKEN_LEN)) {
             for message in [
                 ControlMessage::Ping { id },
                 ControlMessage::Pong { id },
+                ControlMessage::AuthOk { client_id: id },
+                ControlMessage::Auth { token: token.clone() },
                 ControlMessage::Disconnect { reason: DisconnectReason::from_code(code), detail: detail.clone() },
             ] {
                 let mut out = Vec::new();
-                message.encode(&mut out);
+                message.encode(&mut out).unwrap();
                 prop_assert_eq!(ControlMessage::decode(message.route(), &out), Ok(message));
             }
         }
 
         #[test]
-        fn garbage_never_panics(route in 0u16..6, body in proptest::collection::vec(any::<u8>(), 0..40)) {
+        fn garbage_never_panics(route in 0u16..8, body in proptest::collection::vec(any::<u8>(), 0..40)) {
             let _ = ControlMessage::decode(route, &body);
         }
     }

@@ -65,7 +65,6 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
         &[CompressionId::Zstd, CompressionId::Lz4],
         0x1122_3344_5566_7788,
         65_536,
-        b"token".to_vec(),
     );
     let mut hello_bytes = Vec::new();
     hello
@@ -76,7 +75,6 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
     let accept = Response::Accepted(Accept {
         codec: CodecId::Postcard,
         compression: CompressionId::Zstd,
-        client_id: 42,
         max_message_size: 65_536,
         ping_interval_ms: 1_000,
         idle_timeout_ms: 10_000,
@@ -94,7 +92,9 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
     vectors.insert("response-reject", out);
 
     let mut out = Vec::new();
-    ControlMessage::Ping { id: 1 }.encode(&mut out);
+    ControlMessage::Ping { id: 1 }
+        .encode(&mut out)
+        .expect("fits");
     vectors.insert("control-ping", out);
 
     let mut out = Vec::new();
@@ -102,8 +102,20 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
         reason: DisconnectReason::Kicked,
         detail: "bye".into(),
     }
-    .encode(&mut out);
+    .encode(&mut out)
+    .expect("fits");
     vectors.insert("control-disconnect", out);
+
+    let auth = ControlMessage::Auth {
+        token: b"token".to_vec(),
+    };
+    let mut auth_bytes = Vec::new();
+    auth.encode(&mut auth_bytes).expect("fits");
+    vectors.insert("control-auth", auth_bytes.clone());
+    let auth_ok = ControlMessage::AuthOk { client_id: 42 };
+    let mut auth_ok_bytes = Vec::new();
+    auth_ok.encode(&mut auth_ok_bytes).expect("fits");
+    vectors.insert("control-auth-ok", auth_ok_bytes.clone());
 
     // Sealing with a fixed traffic key: counters 0 and 1.
     let mut sealer = PacketSealer::new(key(0x00));
@@ -151,6 +163,18 @@ fn computed() -> BTreeMap<&'static str, Vec<u8>> {
     assert_eq!(responder.raw_split(), (c2s, s2c));
     vectors.insert("noise-key-client-to-server", c2s.to_vec());
     vectors.insert("noise-key-server-to-client", s2c.to_vec());
+    // The first sealed packet each way: the client's AUTH, the server's AUTH_OK.
+    for (name, traffic_key, message, body) in [
+        ("noise-sealed-auth", c2s, &auth, &auth_bytes),
+        ("noise-sealed-auth-ok", s2c, &auth_ok, &auth_ok_bytes),
+    ] {
+        let mut header = Header::new(CodecId::Raw, message.route());
+        let mut out = Vec::new();
+        PacketSealer::new(traffic_key)
+            .seal(&mut header, body, &mut out)
+            .expect("fresh sealer");
+        vectors.insert(name, out);
+    }
 
     // Schema and protocol hashes, as 64-bit values most significant byte first.
     vectors.insert(

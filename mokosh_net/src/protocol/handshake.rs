@@ -13,15 +13,12 @@
 //!   m x u8   compression ids    client's preference order
 //!   u64 LE   protocol hash      MessageRegistry::protocol_hash()
 //!   varint   max message size   largest body the client accepts, 256..=2^30
-//!   varint   token length       0..=1024
-//!   bytes    auth token
 //!
 //! Response (server -> client)
 //!   u8       status             0 = accepted, else a DisconnectReason code
 //!   if accepted:
 //!     u8     codec id           chosen from the client's list
 //!     u8     compression id     chosen from the client's list, or 0 (none)
-//!     u64 LE client id
 //!     varint max message size   largest body the server accepts
 //!     varint ping interval ms   1..=60_000
 //!     varint idle timeout ms    1..=600_000
@@ -29,6 +26,11 @@
 //!     varint detail length      0..=256
 //!     bytes  UTF-8 detail
 //! ```
+//!
+//! The hello carries no credentials and the response no client id: an
+//! eavesdropper can replay Noise message 1, so identity is settled only after
+//! the handshake, by the sealed AUTH / AUTH_OK control messages
+//! ([`control`](super::control)).
 //!
 //! No trailing bytes are allowed. Unknown codec or compression ids in a hello
 //! are kept (they simply never match) so newer clients can offer more.
@@ -41,14 +43,26 @@ use super::varint;
 
 /// Most codec ids a hello may offer.
 pub const MAX_OFFERS: usize = 8;
-/// Longest auth token, in bytes.
-pub const MAX_TOKEN_LEN: usize = 1024;
+pub use super::control::MAX_TOKEN_LEN;
 /// Smallest maximum message size either side may announce.
 pub const MIN_MESSAGE_SIZE: usize = 256;
 /// Largest maximum message size either side may announce (1 GiB).
 pub const MAX_MESSAGE_SIZE: usize = 1 << 30;
 /// Largest handshake body (Noise overhead included) a receiver accepts.
 pub const MAX_HANDSHAKE_BODY: usize = 2048;
+
+/// The maximum message size a side announces for a configured one: the
+/// configured value clamped to `MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE`. A session
+/// enforces exactly this value, so what is announced is what is enforced.
+pub const fn clamp_message_size(configured: usize) -> usize {
+    if configured < MIN_MESSAGE_SIZE {
+        MIN_MESSAGE_SIZE
+    } else if configured > MAX_MESSAGE_SIZE {
+        MAX_MESSAGE_SIZE
+    } else {
+        configured
+    }
+}
 
 /// The client's opening message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +75,6 @@ pub struct Hello {
     pub protocol_hash: u64,
     /// Largest body the client accepts.
     pub max_message_size: u32,
-    /// Opaque credentials for the server's authentication hook.
-    pub token: Vec<u8>,
 }
 
 impl Hello {
@@ -72,14 +84,12 @@ impl Hello {
         compression: &[CompressionId],
         protocol_hash: u64,
         max_message_size: usize,
-        token: Vec<u8>,
     ) -> Self {
         Hello {
             codecs: codecs.iter().map(|c| c.as_u8()).collect(),
             compression: compression.iter().map(|c| c.as_u8()).collect(),
             protocol_hash,
-            max_message_size: max_message_size.clamp(MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE) as u32,
-            token,
+            max_message_size: clamp_message_size(max_message_size) as u32,
         }
     }
 
@@ -99,7 +109,7 @@ impl Hello {
             .collect()
     }
 
-    /// Appends the encoding to `out`. Fails if a list or the token is too long.
+    /// Appends the encoding to `out`. Fails if a list is too long.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
         if self.codecs.is_empty() || self.codecs.len() > MAX_OFFERS {
             return Err(WireError::Invalid("codec count"));
@@ -107,17 +117,12 @@ impl Hello {
         if self.compression.len() > MAX_OFFERS {
             return Err(WireError::Invalid("compression count"));
         }
-        if self.token.len() > MAX_TOKEN_LEN {
-            return Err(WireError::Invalid("token length"));
-        }
         out.push(self.codecs.len() as u8);
         out.extend_from_slice(&self.codecs);
         out.push(self.compression.len() as u8);
         out.extend_from_slice(&self.compression);
         out.extend_from_slice(&self.protocol_hash.to_le_bytes());
         varint::write(u64::from(self.max_message_size), out);
-        varint::write(self.token.len() as u64, out);
-        out.extend_from_slice(&self.token);
         Ok(())
     }
 
@@ -139,14 +144,12 @@ impl Hello {
         if (max_message_size as usize) < MIN_MESSAGE_SIZE {
             return Err(WireError::Invalid("max message size"));
         }
-        let token = reader.length_prefixed(MAX_TOKEN_LEN)?.to_vec();
         reader.finish()?;
         Ok(Hello {
             codecs,
             compression,
             protocol_hash,
             max_message_size,
-            token,
         })
     }
 }
@@ -158,8 +161,6 @@ pub struct Accept {
     pub codec: CodecId,
     /// The compression both sides use (may be `None`).
     pub compression: CompressionId,
-    /// The id the server gave this client.
-    pub client_id: u64,
     /// Largest body the server accepts.
     pub max_message_size: u32,
     /// How often each side pings, in milliseconds.
@@ -190,7 +191,6 @@ impl Response {
                 out.push(0);
                 out.push(accept.codec.as_u8());
                 out.push(accept.compression.as_u8());
-                out.extend_from_slice(&accept.client_id.to_le_bytes());
                 varint::write(u64::from(accept.max_message_size), out);
                 varint::write(u64::from(accept.ping_interval_ms), out);
                 varint::write(u64::from(accept.idle_timeout_ms), out);
@@ -215,7 +215,6 @@ impl Response {
                 CodecId::try_from(reader.u8()?).map_err(|_| WireError::Invalid("codec id"))?;
             let compression = CompressionId::try_from(reader.u8()?)
                 .map_err(|_| WireError::Invalid("compression id"))?;
-            let client_id = reader.u64_le()?;
             let max_message_size = reader.varint(MAX_MESSAGE_SIZE as u64)? as u32;
             if (max_message_size as usize) < MIN_MESSAGE_SIZE {
                 return Err(WireError::Invalid("max message size"));
@@ -228,7 +227,6 @@ impl Response {
             Response::Accepted(Accept {
                 codec,
                 compression,
-                client_id,
                 max_message_size,
                 ping_interval_ms,
                 idle_timeout_ms,
@@ -255,7 +253,6 @@ mod tests {
             &[CompressionId::Zstd],
             0x0123_4567_89ab_cdef,
             65_536,
-            b"token".to_vec(),
         )
     }
 
@@ -274,14 +271,16 @@ mod tests {
     #[test]
     fn hello_limits() {
         let mut h = hello();
-        h.token = vec![0; MAX_TOKEN_LEN + 1];
+        h.codecs = vec![2; MAX_OFFERS + 1];
         assert!(h.encode(&mut Vec::new()).is_err());
-        // A forged token length larger than the limit is rejected before reading.
+        // A forged max message size larger than the limit is rejected.
         let mut out = vec![1, 2, 0];
         out.extend_from_slice(&0u64.to_le_bytes());
-        varint::write(65_536, &mut out);
         varint::write(u64::MAX, &mut out);
         assert!(matches!(Hello::decode(&out), Err(WireError::Varint(_))));
+        assert_eq!(clamp_message_size(10), MIN_MESSAGE_SIZE);
+        assert_eq!(clamp_message_size(usize::MAX), MAX_MESSAGE_SIZE);
+        assert_eq!(clamp_message_size(4096), 4096);
         assert_eq!(Hello::decode(&[0]), Err(WireError::Invalid("codec count")));
         assert_eq!(Hello::decode(&[9]), Err(WireError::Invalid("codec count")));
     }
@@ -301,7 +300,6 @@ mod tests {
         let accepted = Response::Accepted(Accept {
             codec: CodecId::Postcard,
             compression: CompressionId::Lz4,
-            client_id: 7,
             max_message_size: 65_536,
             ping_interval_ms: 1000,
             idle_timeout_ms: 10_000,
@@ -327,9 +325,8 @@ mod tests {
             compression in proptest::collection::vec(any::<u8>(), 0..=MAX_OFFERS),
             protocol_hash: u64,
             max_message_size in MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE,
-            token in proptest::collection::vec(any::<u8>(), 0..=MAX_TOKEN_LEN),
         ) {
-            let hello = Hello { codecs, compression, protocol_hash, max_message_size: max_message_size as u32, token };
+            let hello = Hello { codecs, compression, protocol_hash, max_message_size: max_message_size as u32 };
             let mut out = Vec::new();
             hello.encode(&mut out).unwrap();
             prop_assert_eq!(Hello::decode(&out), Ok(hello));
@@ -339,13 +336,12 @@ mod tests {
         fn accept_round_trips(
             codec in prop_oneof![Just(CodecId::Json), Just(CodecId::Postcard), Just(CodecId::Raw)],
             compression in prop_oneof![Just(CompressionId::None), Just(CompressionId::Zstd), Just(CompressionId::Lz4)],
-            client_id: u64,
             max_message_size in MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE,
             ping_interval_ms in 1u32..=60_000,
             idle_timeout_ms in 1u32..=600_000,
         ) {
             let response = Response::Accepted(Accept {
-                codec, compression, client_id, max_message_size: max_message_size as u32, ping_interval_ms, idle_timeout_ms,
+                codec, compression, max_message_size: max_message_size as u32, ping_interval_ms, idle_timeout_ms,
             });
             let mut out = Vec::new();
             response.encode(&mut out);
