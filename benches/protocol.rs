@@ -22,6 +22,13 @@
 //!   the plaintext lengths the full path produces. The target is
 //!   `full_path / bare_aead <= 1.3`.
 //! * `seal/64B`: [`PacketSealer::seal`] alone (header encode + encrypt).
+//! * `handshake/{noise_responder,server_session}`: the server's side of one
+//!   Noise NK handshake with a fresh client each iteration (the client's hello
+//!   is built in criterion's untimed setup). `noise_responder` is the crypto
+//!   alone (build the responder, read message 1, write message 2);
+//!   `server_session` is the whole [`Session`] path (new server session,
+//!   `handle_packet(hello)`, accept, `poll_transmit` of the response). The
+//!   summary prints handshakes per second on one core (1 s / median).
 //! * `envelope/{encode,decode}`, `codec/{json,postcard,raw}/{input,snapshot64}_{encode,decode}`,
 //!   `compression/{zstd,lz4,zstd_bulk_reused,zstd_fresh_ctx}/snapshot`.
 //!
@@ -78,17 +85,17 @@ use std::time::{Duration, Instant, SystemTime};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use mokosh::GameMessage;
 use mokosh::Schema;
 use mokosh::protocol::codec::{self, CodecId, DecodeLimits, RawBytes};
 use mokosh::protocol::compression::{CompressionConfig, CompressionId, Compressor};
-use mokosh::protocol::crypto::{PacketOpener, PacketSealer, simd_backend};
+use mokosh::protocol::crypto::{KeyPair, NoiseHandshake, PacketOpener, PacketSealer, simd_backend};
 use mokosh::protocol::envelope::{Flags, Header};
 use mokosh::protocol::rate_limit::RateLimitConfig;
 use mokosh::protocol::registry::MessageRegistry;
-use mokosh::protocol::session::{SessionConfig, SessionEvent};
-use mokosh::protocol::testing::SessionPair;
+use mokosh::protocol::session::{ClientConfig, ServerConfig, Session, SessionConfig, SessionEvent};
+use mokosh::protocol::testing::{SessionPair, encrypted_configs};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::de::DeserializeOwned;
@@ -494,6 +501,66 @@ fn bench_session(c: &mut Criterion, fx: &Fixtures, shapes: &Shapes) {
     );
 }
 
+/// Matching client and server configurations for the handshake benchmarks.
+fn handshake_configs() -> (ClientConfig, ServerConfig) {
+    let mut registry = MessageRegistry::new();
+    registry
+        .register::<PlayerUpdate>()
+        .and_then(|r| r.register::<Snapshot>())
+        .expect("register");
+    encrypted_configs(Arc::new(registry), SessionConfig::default())
+}
+
+/// The server's side of one handshake: a new server session reads `hello`,
+/// accepts, and queues its response, which is returned.
+fn server_handshake(config: &ServerConfig, hello: &[u8], now: Instant) -> Vec<u8> {
+    let mut server = Session::server(config, 1, now);
+    server.handle_packet(now, hello).expect("hello accepted");
+    while let Some(event) = server.poll_event() {
+        if matches!(event, SessionEvent::AuthRequested { .. }) {
+            server.accept(now).expect("accept");
+        }
+    }
+    server.poll_transmit().expect("a handshake response")
+}
+
+/// A fresh client's first handshake frame (untimed setup).
+fn client_hello(config: &ClientConfig, now: Instant) -> Vec<u8> {
+    let mut client = Session::client(config, now).expect("client");
+    client.poll_transmit().expect("a hello")
+}
+
+fn bench_handshake(c: &mut Criterion) {
+    let mut group = configure(c, "handshake");
+    group.throughput(Throughput::Elements(1));
+    let server_key = KeyPair::generate().expect("key");
+    group.bench_function("noise_responder", |b| {
+        b.iter_batched(
+            || {
+                let mut client = NoiseHandshake::initiator(&server_key.public()).expect("init");
+                client.write(&[0x5A; 48]).expect("message 1")
+            },
+            |message1| {
+                let mut responder = NoiseHandshake::responder(&server_key).expect("responder");
+                let hello = responder.read(&message1).expect("read 1");
+                let message2 = responder.write(&hello[..16]).expect("message 2");
+                black_box((message2, responder.into_traffic_keys().expect("keys")))
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    let (client, server) = handshake_configs();
+    let now = Instant::now();
+    group.bench_function("server_session", |b| {
+        b.iter_batched(
+            || client_hello(&client, now),
+            |hello| black_box(server_handshake(&server, &hello, now)),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
 fn bench_bare_aead(c: &mut Criterion, shapes: &Shapes) {
     let mut group = configure(c, "bare_aead");
     for (name, (plaintext_len, header_len)) in [("64B", shapes.small), ("1KB", shapes.large)] {
@@ -762,6 +829,8 @@ fn summary(since: SystemTime, sizes: &CodecSizes, shapes: &Shapes) {
             "compression/lz4/snapshot",
             "compression/zstd_fresh_ctx/snapshot",
         ),
+        ("handshake/noise_responder", "handshake/noise_responder"),
+        ("handshake/server_session", "handshake/noise_responder"),
     ];
     let lookup = |name: &str| {
         let (group, id) = name.split_once('/').expect("group/id");
@@ -792,6 +861,14 @@ fn summary(since: SystemTime, sizes: &CodecSizes, shapes: &Shapes) {
         results.push(json!({
             "name": name, "ns_per_op": ns, "baseline": baseline, "ratio": ratio,
         }));
+    }
+    for name in ["handshake/noise_responder", "handshake/server_session"] {
+        if let Some(ns) = lookup(name) {
+            println!(
+                "{name}: {:.0} server-side handshakes/s on one core",
+                1e9 / ns
+            );
+        }
     }
     if results.is_empty() {
         println!(
@@ -875,6 +952,9 @@ fn main() {
     assert_eq!(wire.round_trip(19, &fx.blob), fx.blob);
     let (mut pair, now) = session_pair();
     assert_eq!(session_round_trip(&mut pair, now, &fx.chunk), fx.chunk);
+    let (client, server) = handshake_configs();
+    let response = server_handshake(&server, &client_hello(&client, now), now);
+    assert!(!response.is_empty());
 
     let mut c = Criterion::default().without_plots().configure_from_args();
     let mut sizes = CodecSizes::default();
@@ -884,6 +964,7 @@ fn main() {
     bench_envelope(&mut c, &shapes);
     bench_codec(&mut c, &fx, &mut sizes);
     bench_compression(&mut c, &fx, &mut sizes);
+    bench_handshake(&mut c);
     c.final_summary();
     summary(since, &sizes, &shapes);
 }

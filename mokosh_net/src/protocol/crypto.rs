@@ -30,8 +30,14 @@
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 use super::envelope::{Flags, Header};
+
+mod keys;
+mod x25519;
+
+pub use keys::{KeyPair, PublicKey};
 
 /// The Noise protocol name used for every Mokosh handshake.
 pub const NOISE_PATTERN: &str = "Noise_NK_25519_ChaChaPoly_BLAKE2s";
@@ -68,108 +74,23 @@ pub enum CryptoError {
     TooLarge,
 }
 
-/// An X25519 public key (32 bytes). Its text form is 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicKey(pub [u8; KEY_LEN]);
-
-impl PublicKey {
-    /// Parses 64 hex digits (surrounding whitespace ignored).
-    pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
-        Ok(PublicKey(decode_hex(text.trim())?))
-    }
-    /// 64 lowercase hex digits.
-    pub fn to_hex(&self) -> String {
-        encode_hex(&self.0)
-    }
-}
-
-impl core::fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "PublicKey({})", self.to_hex())
-    }
-}
-
-impl core::fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-/// A server's static X25519 key pair. `Debug` never prints the private key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct KeyPair {
-    private: [u8; KEY_LEN],
-    public: PublicKey,
-}
-
-impl KeyPair {
-    /// Generates a fresh key pair from the operating system's random source.
-    pub fn generate() -> Result<Self, CryptoError> {
-        let keypair = noise_builder()?
-            .generate_keypair()
-            .map_err(|e| CryptoError::Handshake(e.to_string()))?;
-        Self::from_parts(&keypair.private, &keypair.public)
-    }
-
-    fn from_parts(private: &[u8], public: &[u8]) -> Result<Self, CryptoError> {
-        Ok(KeyPair {
-            private: private
-                .try_into()
-                .map_err(|_| CryptoError::InvalidKeyEncoding)?,
-            public: PublicKey(
-                public
-                    .try_into()
-                    .map_err(|_| CryptoError::InvalidKeyEncoding)?,
-            ),
-        })
-    }
-
-    /// Rebuilds a key pair from its private key (the public key is derived).
-    pub fn from_private(private: [u8; KEY_LEN]) -> Result<Self, CryptoError> {
-        // Derive the public key by running X25519 against the base point via a
-        // throwaway Noise state is not possible, so use snow's resolver directly.
-        use snow::resolvers::{CryptoResolver, DefaultResolver};
-        let mut dh = DefaultResolver
-            .resolve_dh(&snow::params::DHChoice::Curve25519)
-            .ok_or_else(|| CryptoError::Handshake("no X25519 implementation".into()))?;
-        dh.set(&private);
-        Self::from_parts(&private, dh.pubkey())
-    }
-
-    /// Parses the private key from 64 hex digits.
-    pub fn from_private_hex(text: &str) -> Result<Self, CryptoError> {
-        Self::from_private(decode_hex(text.trim())?)
-    }
-
-    /// The private key as 64 hex digits (for saving to a key file).
-    pub fn private_hex(&self) -> String {
-        encode_hex(&self.private)
-    }
-
-    /// The public key to give to clients.
-    pub const fn public(&self) -> PublicKey {
-        self.public
-    }
-
-    pub(crate) fn private_bytes(&self) -> &[u8; KEY_LEN] {
-        &self.private
-    }
-}
-
-impl core::fmt::Debug for KeyPair {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("KeyPair")
-            .field("public", &self.public)
-            .field("private", &"<redacted>")
-            .finish()
-    }
-}
-
-fn noise_builder() -> Result<snow::Builder<'static>, CryptoError> {
+fn noise_builder(resolver: x25519::Resolver) -> Result<snow::Builder<'static>, CryptoError> {
     let params = NOISE_PATTERN
         .parse()
         .map_err(|e: snow::Error| CryptoError::Handshake(e.to_string()))?;
-    Ok(snow::Builder::new(params))
+    Ok(snow::Builder::with_resolver(params, Box::new(resolver)))
+}
+
+/// The largest handshake message `write` can produce for a `payload_len`-byte
+/// payload: up to two public keys (each possibly encrypted, with a tag) plus
+/// the encrypted payload and its tag. The NK messages use one unencrypted key.
+const fn handshake_message_bound(payload_len: usize) -> usize {
+    let bound = payload_len.saturating_add(2 * (KEY_LEN + TAG_LEN) + TAG_LEN);
+    if bound < MAX_NOISE_MESSAGE {
+        bound
+    } else {
+        MAX_NOISE_MESSAGE
+    }
 }
 
 /// Noise handshake in progress, for one side.
@@ -228,7 +149,11 @@ impl NoiseHandshake {
     }
 
     fn build(side: Side<'_>, ephemeral: Option<&[u8; KEY_LEN]>) -> Result<Self, CryptoError> {
-        let mut builder = noise_builder()?;
+        let resolver = match side {
+            Side::Initiator(_) => x25519::Resolver::new(),
+            Side::Responder(keypair) => x25519::Resolver::with_static(keypair),
+        };
+        let mut builder = noise_builder(resolver)?;
         if let Some(ephemeral) = ephemeral {
             builder = builder.fixed_ephemeral_key_for_testing_only(ephemeral);
         }
@@ -251,9 +176,13 @@ impl NoiseHandshake {
         self.state.dangerously_get_raw_split()
     }
 
-    /// Writes the next handshake message carrying `payload` (encrypted).
+    /// Writes the next handshake message carrying `payload` (encrypted). The
+    /// output buffer is sized to the message, not to the Noise maximum.
     pub fn write(&mut self, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut out = vec![0u8; MAX_NOISE_MESSAGE];
+        if payload.len() > MAX_NOISE_MESSAGE {
+            return Err(CryptoError::TooLarge);
+        }
+        let mut out = vec![0u8; handshake_message_bound(payload.len())];
         let len = self
             .state
             .write_message(payload, &mut out)
@@ -286,16 +215,17 @@ impl NoiseHandshake {
         if !self.state.is_handshake_finished() {
             return Err(CryptoError::Handshake("handshake not finished".into()));
         }
-        let (initiator_to_responder, responder_to_initiator) =
-            self.state.dangerously_get_raw_split();
+        // (initiator→responder, responder→initiator), wiped once the ciphers
+        // hold their keys.
+        let split = Zeroizing::new(self.state.dangerously_get_raw_split());
         let (send, receive) = if self.state.is_initiator() {
-            (initiator_to_responder, responder_to_initiator)
+            (&split.0, &split.1)
         } else {
-            (responder_to_initiator, initiator_to_responder)
+            (&split.1, &split.0)
         };
         Ok(TrafficKeys {
-            sealer: PacketSealer::new(send),
-            opener: PacketOpener::new(receive),
+            sealer: PacketSealer::new(*send),
+            opener: PacketOpener::new(*receive),
         })
     }
 }
@@ -458,34 +388,6 @@ pub fn simd_backend() -> String {
     format!("chacha20: {chacha}; poly1305: {poly}")
 }
 
-fn encode_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 0x0f)] as char);
-    }
-    text
-}
-
-fn decode_hex(text: &str) -> Result<[u8; KEY_LEN], CryptoError> {
-    let digits = text.as_bytes();
-    if digits.len() != KEY_LEN * 2 {
-        return Err(CryptoError::InvalidKeyEncoding);
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(CryptoError::InvalidKeyEncoding),
-    };
-    let mut key = [0u8; KEY_LEN];
-    for (i, pair) in digits.chunks_exact(2).enumerate() {
-        key[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Ok(key)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,20 +405,6 @@ mod tests {
             client.into_traffic_keys().unwrap(),
             responder.into_traffic_keys().unwrap(),
         )
-    }
-
-    #[test]
-    fn keys_round_trip_through_hex() {
-        let pair = KeyPair::generate().unwrap();
-        let again = KeyPair::from_private_hex(&pair.private_hex()).unwrap();
-        assert_eq!(pair, again);
-        assert_eq!(
-            PublicKey::from_hex(&pair.public().to_hex()).unwrap(),
-            pair.public()
-        );
-        assert!(PublicKey::from_hex("zz").is_err());
-        assert!(PublicKey::from_hex(&"g".repeat(64)).is_err());
-        assert!(!format!("{pair:?}").contains(&pair.private_hex()));
     }
 
     #[test]
@@ -577,6 +465,37 @@ mod tests {
             };
             assert!(rejected, "bit {bit} flip accepted");
         }
+    }
+
+    #[test]
+    fn handshake_messages_are_sized_to_their_content() {
+        // Before: every `write` allocated (and kept) a 64 KiB buffer.
+        let server = KeyPair::generate().unwrap();
+        let mut client = NoiseHandshake::initiator(&server.public()).unwrap();
+        let mut responder = NoiseHandshake::responder(&server).unwrap();
+        let m1 = client.write(&[7; 100]).unwrap();
+        assert_eq!(m1.len(), KEY_LEN + 100 + TAG_LEN);
+        assert!(
+            m1.capacity() <= handshake_message_bound(100),
+            "{}",
+            m1.capacity()
+        );
+        assert_eq!(responder.read(&m1).unwrap(), [7; 100]);
+        let m2 = responder.write(b"").unwrap();
+        assert_eq!(m2.len(), KEY_LEN + TAG_LEN);
+        assert!(m2.capacity() < 1024, "{}", m2.capacity());
+        assert_eq!(
+            NoiseHandshake::initiator(&server.public())
+                .unwrap()
+                .write(&vec![0; MAX_NOISE_MESSAGE + 1]),
+            Err(CryptoError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn key_pairs_are_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<KeyPair>();
     }
 
     #[test]
