@@ -29,6 +29,8 @@ pub mod auth;
 pub mod client;
 #[cfg(feature = "runtime")]
 pub mod io;
+#[cfg(feature = "math")]
+mod math;
 #[cfg(feature = "runtime")]
 pub mod metrics;
 pub mod protocol;
