@@ -131,8 +131,7 @@ fn math_hashes_follow_the_spec_and_are_distinct() {
     assert_eq!(hashes.len(), count, "every math type hashes differently");
 }
 
-/// Golden values, as listed in `docs/PROTOCOL.md` section 11: a change here is a
-/// wire-protocol change.
+/// Golden values: a change here is a wire-protocol change.
 #[test]
 fn math_hash_vectors() {
     for (hash, expected) in [
@@ -144,4 +143,43 @@ fn math_hash_vectors() {
     ] {
         assert_eq!(hash, expected, "{hash:#018x}");
     }
+}
+
+/// Every `| `Name` | `0x…` |` row of the math table in `docs/PROTOCOL.md`
+/// section 11 is the hash this build computes (and the table is not empty).
+#[test]
+fn protocol_md_math_table_matches() {
+    const SPEC: &str = include_str!("../../docs/PROTOCOL.md");
+    let hashes: &[(&str, u64)] = &[
+        ("Vec2", Vec2::SCHEMA_HASH),
+        ("Vec3", Vec3::SCHEMA_HASH),
+        ("Vec4", Vec4::SCHEMA_HASH),
+        ("Quat", Quat::SCHEMA_HASH),
+        ("IVec2", IVec2::SCHEMA_HASH),
+        ("UVec3", UVec3::SCHEMA_HASH),
+        ("Mat4", Mat4::SCHEMA_HASH),
+    ];
+    let mut checked = 0;
+    for line in SPEC.lines() {
+        let cells: Vec<&str> = line
+            .split('|')
+            .map(|cell| cell.trim().trim_matches('`'))
+            .collect();
+        let [_, name, value, _] = cells[..] else {
+            continue;
+        };
+        let Some(hex) = value.strip_prefix("0x") else {
+            continue;
+        };
+        let Some((_, hash)) = hashes.iter().find(|(known, _)| *known == name) else {
+            panic!("docs/PROTOCOL.md lists {name}, which this test does not know");
+        };
+        assert_eq!(u64::from_str_radix(hex, 16).ok(), Some(*hash), "{name}");
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        hashes.len(),
+        "every listed hash is in the document"
+    );
 }
