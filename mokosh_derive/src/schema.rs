@@ -7,7 +7,7 @@ use proc_macro2::{Delimiter, Ident, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields, Type};
+use syn::{Attribute, Data, DeriveInput, Field, Fields, Type};
 
 use crate::crate_path::runtime_crate;
 
@@ -22,11 +22,12 @@ pub(crate) fn schema_impl(input: &DeriveInput, krate: &TokenStream) -> syn::Resu
     let schema = quote!(#krate::protocol::schema::Schema);
     let ident = &input.ident;
     let name = ident.unraw().to_string();
+    reject_misplaced_schema_attrs(input)?;
 
     let body = match &input.data {
         Data::Struct(data) => {
             reject_recursion(ident, &data.fields)?;
-            let shape = shape_words(&data.fields, &schema);
+            let shape = shape_words(&data.fields, &schema)?;
             quote!(.write_str("struct").write_str(#name) #shape)
         }
         Data::Enum(data) => {
@@ -35,7 +36,7 @@ pub(crate) fn schema_impl(input: &DeriveInput, krate: &TokenStream) -> syn::Resu
             for variant in &data.variants {
                 reject_recursion(ident, &variant.fields)?;
                 let variant_name = variant.ident.unraw().to_string();
-                let shape = shape_words(&variant.fields, &schema);
+                let shape = shape_words(&variant.fields, &schema)?;
                 words.extend(quote!(.write_str(#variant_name) #shape));
             }
             words
@@ -86,41 +87,104 @@ pub(crate) fn schema_impl(input: &DeriveInput, krate: &TokenStream) -> syn::Resu
 
 /// The shape words of a field list: `"unit"`, `"tuple", n, T…` or
 /// `"named", n, "name", T, …`.
-fn shape_words(fields: &Fields, schema: &TokenStream) -> TokenStream {
+fn shape_words(fields: &Fields, schema: &TokenStream) -> syn::Result<TokenStream> {
     let count = fields.len() as u64;
-    let field_hash = |ty: &Type| {
-        // Span the trait lookup at the field type so a missing `Schema` impl
-        // is reported there.
-        quote_spanned!(ty.span()=> .write_u64(<#ty as #schema>::SCHEMA_HASH))
+    let field_hash = |field: &Field| -> syn::Result<TokenStream> {
+        let ty = schema_type(field)?;
+        // Span the trait lookup at the (stand-in) type so a missing `Schema`
+        // impl is reported there.
+        Ok(quote_spanned!(ty.span()=> .write_u64(<#ty as #schema>::SCHEMA_HASH)))
     };
-    match fields {
+    Ok(match fields {
         Fields::Unit => quote!(.write_str("unit")),
         Fields::Unnamed(unnamed) => {
-            let hashes = unnamed.unnamed.iter().map(|field| field_hash(&field.ty));
+            let hashes = unnamed
+                .unnamed
+                .iter()
+                .map(field_hash)
+                .collect::<syn::Result<Vec<_>>>()?;
             quote!(.write_str("tuple").write_u64(#count) #(#hashes)*)
         }
         Fields::Named(named) => {
-            let words = named.named.iter().map(|field| {
+            let mut words = Vec::new();
+            for field in &named.named {
                 let field_name = field
                     .ident
                     .as_ref()
                     .map(|ident| ident.unraw().to_string())
                     .unwrap_or_default();
-                let hash = field_hash(&field.ty);
-                quote!(.write_str(#field_name) #hash)
-            });
+                let hash = field_hash(field)?;
+                words.push(quote!(.write_str(#field_name) #hash));
+            }
             quote!(.write_str("named").write_u64(#count) #(#words)*)
         }
+    })
+}
+
+/// The type whose `Schema` hash stands for `field`: the type named by
+/// `#[schema(with = Type)]`, or else the field's own type.
+fn schema_type(field: &Field) -> syn::Result<Type> {
+    let mut with: Option<Type> = None;
+    for attr in schema_attrs(&field.attrs) {
+        let ty = attr.parse_args_with(|input: syn::parse::ParseStream<'_>| {
+            let key: Ident = input.parse()?;
+            if key != "with" {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "unknown `schema` option: expected `#[schema(with = Type)]`",
+                ));
+            }
+            input.parse::<syn::Token![=]>()?;
+            let ty: Type = input.parse()?;
+            if !input.is_empty() {
+                return Err(input.error("expected only `with = Type`"));
+            }
+            Ok(ty)
+        })?;
+        if with.is_some() {
+            return Err(syn::Error::new_spanned(
+                attr,
+                "a field can have only one `#[schema(with = ...)]`",
+            ));
+        }
+        with = Some(ty);
+    }
+    Ok(with.unwrap_or_else(|| field.ty.clone()))
+}
+
+fn schema_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
+    attrs.iter().filter(|attr| attr.path().is_ident("schema"))
+}
+
+/// `#[schema(...)]` is a helper attribute of the derive, so rustc accepts it on
+/// the type and on variants too; it only means something on a field.
+fn reject_misplaced_schema_attrs(input: &DeriveInput) -> syn::Result<()> {
+    let variant_attrs: Vec<&Attribute> = match &input.data {
+        Data::Enum(data) => data
+            .variants
+            .iter()
+            .flat_map(|variant| schema_attrs(&variant.attrs))
+            .collect(),
+        Data::Struct(_) | Data::Union(_) => Vec::new(),
+    };
+    match schema_attrs(&input.attrs).chain(variant_attrs).next() {
+        Some(attr) => Err(syn::Error::new_spanned(
+            attr,
+            "`#[schema(with = Type)]` belongs on a field, not on a type or variant",
+        )),
+        None => Ok(()),
     }
 }
 
 /// Rejects fields whose type mentions the type being defined (`Self` or its
 /// own name as a path's first segment), which would make the hash infinite.
+/// For a field with `#[schema(with = Type)]` the stand-in type is checked.
 fn reject_recursion(own: &Ident, fields: &Fields) -> syn::Result<()> {
     for field in fields {
-        if mentions_self(own, field.ty.to_token_stream()) {
+        let ty = schema_type(field)?;
+        if mentions_self(own, ty.to_token_stream()) {
             return Err(syn::Error::new_spanned(
-                &field.ty,
+                &ty,
                 format!(
                     "`{own}` is recursive: a structural schema hash of a type that contains \
                      itself would be infinite, so recursive types cannot implement `Schema`; \

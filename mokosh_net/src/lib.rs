@@ -56,6 +56,8 @@ pub mod client;
 #[cfg(feature = "runtime")]
 pub mod io;
 pub mod keys;
+#[cfg(feature = "math")]
+mod math;
 #[cfg(feature = "runtime")]
 pub mod metrics;
 pub mod protocol;

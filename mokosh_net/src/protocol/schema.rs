@@ -57,11 +57,49 @@
 //! | `HashSet<T, S>` | `H["HashSet", T]` (the hasher `S` is ignored) |
 //! | `BTreeSet<T>` | `H["BTreeSet", T]` |
 //! | `RawBytes` (see [`codec`](super::codec)) | `H["RawBytes"]` |
+//! | `Vec2 Vec3 Vec3A Vec4 DVec2 DVec3 DVec4 IVec2 IVec3 IVec4 UVec2 UVec3 UVec4 BVec2 BVec3 BVec4 Quat DQuat Mat2 Mat3 Mat3A Mat4 DMat2 DMat3 DMat4 Affine2 Affine3A` (`glam` via `bevy_math`, `math` feature) | `H["<name>"]`, e.g. `H["Vec3"]` |
 //!
 //! Containers are deliberately *nominal*: `Vec<T>` and `VecDeque<T>` (or
 //! `HashMap` and `BTreeMap`, or `T` and `Box<T>`) hash differently even though
 //! serde encodes them identically. Changing one for the other is treated as a
-//! protocol change; this errs on the side of refusing a connection.
+//! protocol change; this errs on the side of refusing a connection. The same
+//! holds for the math types: `Vec3`, `Vec3A` and `[f32; 3]` encode alike and
+//! hash differently. (Serde writes each math type as its components in order:
+//! `Quat` as `x, y, z, w`, matrices column by column.)
+//!
+//! ## Foreign field types: `#[schema(with = Type)]`
+//!
+//! A field of a type without a `Schema` impl can name a stand-in type:
+//! `#[schema(with = W)] field: Foreign` contributes the word `W` (that is,
+//! `W::SCHEMA_HASH`) where the field's own type would otherwise appear. The
+//! scheme is otherwise unchanged, so a peer only needs the stand-in's hash.
+//!
+//! ```
+//! use mokosh_net::protocol::schema::{Schema, SchemaHasher};
+//!
+//! struct Foreign(f32, f32); // imagine this comes from another crate
+//!
+//! #[derive(mokosh_derive::Schema)]
+//! struct Marker {
+//!     #[schema(with = (f32, f32))]
+//!     at: Foreign,
+//! }
+//!
+//! #[derive(mokosh_derive::Schema)]
+//! struct Marker2 {
+//!     at: (f32, f32),
+//! }
+//! # let _ = (Marker { at: Foreign(0.0, 0.0) }, Marker2 { at: (0.0, 0.0) });
+//! let expected = SchemaHasher::new()
+//!     .write_str("struct")
+//!     .write_str("Marker")
+//!     .write_str("named")
+//!     .write_u64(1)
+//!     .write_str("at")
+//!     .write_schema::<(f32, f32)>()
+//!     .finish();
+//! assert_eq!(<Marker as Schema>::SCHEMA_HASH, expected);
+//! ```
 //!
 //! ## Derived types (`#[derive(Schema)]`)
 //!

@@ -96,7 +96,7 @@ impl KeyPair {
         self.public
     }
 
-    pub(super) fn private_bytes(&self) -> &[u8; KEY_LEN] {
+    pub(crate) fn private_bytes(&self) -> &[u8; KEY_LEN] {
         &self.private
     }
 }
