@@ -13,7 +13,7 @@
 //! | [`compression`] | zstd and lz4 with reused contexts and bounded decompression |
 //! | [`crypto`] | server keys, the Noise NK handshake, per-packet ChaCha20-Poly1305 sealing |
 //! | [`handshake`] | the hello and response payloads |
-//! | [`control`] | PING / PONG / DISCONNECT and [`DisconnectReason`] |
+//! | [`control`] | PING / PONG / DISCONNECT / AUTH / AUTH_OK and [`DisconnectReason`] |
 //! | [`replay`] | strict counters and the sliding replay window |
 //! | [`rate_limit`] | token buckets for messages and bytes |
 //! | [`schema`], [`message`], [`registry`] | typed messages: schema hashes, [`GameMessage`], directions, route registry and protocol hash |

@@ -260,6 +260,8 @@ impl RawClient {
             if let Message::Binary(bytes) = message {
                 let _ = session.handle_packet(Instant::now(), &bytes);
             }
+            // After the response the client sends its sealed AUTH.
+            flush(&mut ws, &mut session).await;
             while let Some(event) = session.poll_event() {
                 match event {
                     SessionEvent::Connected { .. } => return RawClient { ws, session },
@@ -332,7 +334,13 @@ fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) 
 
 #[test]
 fn two_hundred_clients_at_once() {
-    let server = RunningServer::start(|_| {});
+    // 200 debug-build handshakes (server and clients in this one process) on a
+    // shared machine: the session handshake, which now includes the client's
+    // sealed AUTH round trip, gets a generous deadline; this test is about
+    // concurrency, not timeouts.
+    let server = RunningServer::start(|config| {
+        config.session.handshake_timeout = Duration::from_secs(60);
+    });
     let runtime = runtime();
     let (addr, key) = (server.addr, server.key);
     let started = Instant::now();
@@ -443,7 +451,8 @@ fn garbage_and_oversized_frames_end_only_that_connection() {
         let mut rogue = RawClient::connect(addr, key, "rogue").await;
         rogue
             .ws
-            .send(Message::Binary(vec![1, 1, 2, 100, 0, 3, 9, 9, 9].into()))
+            // Counter 1: the client's sealed AUTH used counter 0.
+            .send(Message::Binary(vec![1, 1, 2, 100, 1, 3, 9, 9, 9].into()))
             .await
             .unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(10), rogue.ws.next()).await;

@@ -338,3 +338,26 @@ fn announced_max_message_size_is_the_enforced_one() {
         Err(SendError::TooLarge { len: 257, max: 256 })
     );
 }
+
+#[test]
+fn a_slow_auth_decision_does_not_count_as_idle_time() {
+    // The client may not send anything while the server decides, so the idle
+    // timers of the connected session start at AUTH_OK, not before.
+    let session = SessionConfig {
+        handshake_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(10),
+        ..SessionConfig::default()
+    };
+    let now = Instant::now();
+    let (client, server) = encrypted_configs(registry(), session);
+    let mut pair = SessionPair::new(&client, &server, now);
+    pair.auto_accept = false;
+    pair.pump(now);
+    assert_eq!(pair.server.state(), SessionState::AwaitingAuth);
+    let decided = now + Duration::from_secs(15);
+    pair.server.accept(decided).unwrap();
+    pair.tick(decided);
+    assert!(pair.server.is_connected() && pair.client.is_connected());
+    pair.tick(decided + Duration::from_millis(1500));
+    assert!(pair.server.is_connected() && pair.client.is_connected());
+}

@@ -340,6 +340,7 @@ impl Session {
                     return;
                 };
                 est.phase = Phase::Ready;
+                est.last_received = now;
                 est.next_ping = now + est.ping_interval;
                 let (codec, compression) = (est.codec, est.compression);
                 self.client_id = client_id;

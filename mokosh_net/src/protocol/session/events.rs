@@ -129,13 +129,16 @@ impl OpenedPacket {
 /// Something the owner of a session should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
-    /// Server only: a hello passed version, encryption, schema and codec checks;
-    /// call [`Session::accept`] or [`Session::reject`] after checking `token`.
+    /// Server only: the client's sealed AUTH arrived, so the sender holds this
+    /// session's keys (a replayed hello can never get here). Its hello had
+    /// passed the version, encryption, schema and codec checks. Call
+    /// [`Session::accept`] or [`Session::reject`] after checking `token`.
     AuthRequested {
         /// The client's credentials.
         token: Vec<u8>,
     },
-    /// The handshake completed.
+    /// The handshake completed: server after [`Session::accept`], client on
+    /// the server's AUTH_OK.
     Connected {
         /// The id the server assigned.
         client_id: u64,
@@ -349,7 +352,8 @@ pub struct SessionStats {
 /// The coarse state of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
-    /// Handshake in progress.
+    /// Handshake in progress (including, with keys agreed, the AUTH / AUTH_OK
+    /// exchange).
     Handshaking,
     /// Server only: waiting for [`Session::accept`] / [`Session::reject`].
     AwaitingAuth,

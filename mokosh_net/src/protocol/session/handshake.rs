@@ -33,7 +33,10 @@ impl Session {
         if !matches!(est.phase, Phase::AwaitingDecision { .. }) {
             return Err(StateError::NotAwaitingAuth);
         }
+        // Timers of the connected session start now (the decision may have
+        // taken a while, during which the client may not send anything).
         est.phase = Phase::Ready;
+        est.last_received = now;
         est.next_ping = now + est.ping_interval;
         let (codec, compression) = (est.codec, est.compression);
         let client_id = self.client_id;

@@ -295,7 +295,7 @@ impl Session {
         &self.registry
     }
 
-    /// The negotiated codec, once connected.
+    /// The negotiated codec, once the server accepted the hello.
     pub fn codec(&self) -> Option<CodecId> {
         match &self.state {
             State::Established(est) => Some(est.codec),
@@ -303,7 +303,7 @@ impl Session {
         }
     }
 
-    /// The negotiated compression, once connected.
+    /// The negotiated compression, once the server accepted the hello.
     pub fn compression(&self) -> Option<CompressionId> {
         match &self.state {
             State::Established(est) => Some(est.compression),
