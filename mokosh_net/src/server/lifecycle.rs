@@ -178,7 +178,6 @@ fn start_auth(world: &mut World, server: &mut MokoshServer, entity: Entity, toke
         token,
     };
     let connection_id = connection.connection;
-    let server = &mut *server;
     let started = server.authentications.start(
         &server.runtime,
         &server.counters,
