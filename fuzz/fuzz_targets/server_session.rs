@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use mokosh_fuzz::{Input, configs};
 use mokosh_net::protocol::control::{ControlMessage, DisconnectReason, ROUTE_AUTH};
-use mokosh_net::protocol::envelope::{FramePackets, Header};
+use mokosh_net::protocol::envelope::FramePackets;
 use mokosh_net::protocol::session::{
     PacketError, ServerConfig, Session, SessionConfig, SessionEvent,
 };
