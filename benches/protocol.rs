@@ -89,6 +89,8 @@ use mokosh::protocol::rate_limit::RateLimitConfig;
 use mokosh::protocol::registry::MessageRegistry;
 use mokosh::protocol::session::{SessionConfig, SessionEvent};
 use mokosh::protocol::testing::SessionPair;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -157,57 +159,51 @@ struct Blob {
     data: RawBytes,
 }
 
-/// Deterministic xorshift64 generator.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    /// Uniform in `[lo, hi)`.
-    fn f32(&mut self, lo: f32, hi: f32) -> f32 {
-        let unit = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
-        lo + unit * (hi - lo)
-    }
+/// Seeded, so every run measures the same payloads.
+fn seeded(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
 }
 
 /// A plausible entity: most stand on the ground (y = 0), about a third are
 /// idle (zero velocity), most are at full health.
-fn entity(rng: &mut XorShift, id: u32) -> EntityState {
-    let airborne = rng.next().is_multiple_of(5);
-    let idle = rng.next().is_multiple_of(3);
+fn entity(rng: &mut StdRng, id: u32) -> EntityState {
+    let airborne = rng.random_ratio(1, 5);
+    let idle = rng.random_ratio(1, 3);
     let vel = if idle {
         [0.0; 3]
     } else {
         [
-            rng.f32(-8.0, 8.0),
-            if airborne { rng.f32(-2.0, 2.0) } else { 0.0 },
-            rng.f32(-8.0, 8.0),
+            rng.random_range(-8.0..8.0),
+            if airborne {
+                rng.random_range(-2.0..2.0)
+            } else {
+                0.0
+            },
+            rng.random_range(-8.0..8.0),
         ]
     };
     EntityState {
         id,
         pos: [
-            rng.f32(-500.0, 500.0),
-            if airborne { rng.f32(0.0, 5.0) } else { 0.0 },
-            rng.f32(-500.0, 500.0),
+            rng.random_range(-500.0..500.0),
+            if airborne {
+                rng.random_range(0.0..5.0)
+            } else {
+                0.0
+            },
+            rng.random_range(-500.0..500.0),
         ],
         vel,
-        health: if rng.next().is_multiple_of(3) {
-            (rng.next() % 100) as u16
+        health: if rng.random_ratio(1, 3) {
+            rng.random_range(0..100)
         } else {
             100
         },
-        flags: (rng.next() & 0x03) as u8,
+        flags: rng.random_range(0..4),
     }
 }
 
-fn snapshot(rng: &mut XorShift, players: u32) -> Snapshot {
+fn snapshot(rng: &mut StdRng, players: u32) -> Snapshot {
     Snapshot {
         tick: 1_234_567,
         entities: (1..=players).map(|id| entity(rng, id)).collect(),
@@ -231,12 +227,20 @@ fn postcard_len<T: Serialize>(value: &T) -> usize {
 
 impl Fixtures {
     fn new() -> Self {
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = seeded(0x9E37_79B9_7F4A_7C15);
         let update = PlayerUpdate {
             tick: 1_234_567,
             entity: 4242,
-            pos: [rng.f32(-500.0, 500.0), 12.5, rng.f32(-500.0, 500.0)],
-            vel: [rng.f32(-8.0, 8.0), 0.0, rng.f32(-8.0, 8.0)],
+            pos: [
+                rng.random_range(-500.0..500.0),
+                12.5,
+                rng.random_range(-500.0..500.0),
+            ],
+            vel: [
+                rng.random_range(-8.0..8.0),
+                0.0,
+                rng.random_range(-8.0..8.0),
+            ],
             rot: [0.0, 0.382_683_43, 0.0, 0.923_879_5],
             anim: [0.25, 1.0, 0.0],
             health: 87,
@@ -248,10 +252,10 @@ impl Fixtures {
         // Enough entities for the ~1 KB case: the largest count that stays
         // at or under 1024 bytes.
         let mut count = 1;
-        while postcard_len(&snapshot(&mut XorShift(7), count + 1)) <= 1024 {
+        while postcard_len(&snapshot(&mut seeded(7), count + 1)) <= 1024 {
             count += 1;
         }
-        let chunk = snapshot(&mut XorShift(7), count);
+        let chunk = snapshot(&mut seeded(7), count);
         let chunk_len = postcard_len(&chunk);
         // A blob whose postcard encoding has exactly the chunk's length.
         let mut data_len = chunk_len;
@@ -272,7 +276,7 @@ impl Fixtures {
             buttons: 0b0000_0101,
             aim: 1.570_796_4,
         };
-        let snapshot64 = snapshot(&mut XorShift(64), 64);
+        let snapshot64 = snapshot(&mut seeded(64), 64);
         Fixtures {
             update,
             chunk,

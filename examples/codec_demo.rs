@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Every number printed is computed by this program; the output is
-//! deterministic (fixed-seed xorshift generator, no clocks).
+//! deterministic (a `rand` `StdRng` from a fixed seed, no clocks).
 //!
 //! About the raw codec: `raw` sends bytes verbatim and only accepts byte
 //! strings, so a typed struct has no "raw encoding" of its own. Here the
@@ -23,6 +23,8 @@ use mokosh::protocol::codec::{self, CodecId, DecodeLimits, RawBytes, negotiate_c
 use mokosh::protocol::compression::{
     CompressionConfig, CompressionId, Compressor, negotiate_compression,
 };
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -65,25 +67,6 @@ impl Input {
     }
 }
 
-/// xorshift64: deterministic, dependency-free.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `[0, n)`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A plausible input stream: the stick is held in one of 8 directions (or
 /// released) for a few ticks at a time, buttons are pressed occasionally, and
 /// the aim angle drifts.
@@ -100,25 +83,25 @@ fn generate(count: usize, seed: u64) -> Vec<Input> {
         (-1.0, 0.0),
         (-D, D),
     ];
-    let mut rng = XorShift(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut stick = STICK[0];
     let mut hold = 0;
     let mut aim: f32 = 0.0;
     (0..count)
         .map(|i| {
             if hold == 0 {
-                stick = STICK[rng.below(STICK.len() as u64) as usize];
-                hold = 3 + rng.below(12);
+                stick = STICK[rng.random_range(0..STICK.len())];
+                hold = rng.random_range(3..15);
             }
             hold -= 1;
             // Bit 0 fire, 1 jump, 2 crouch, 3 reload: mostly released.
             let mut buttons = 0u8;
             for bit in 0..4 {
-                if rng.below(8) == 0 {
+                if rng.random_ratio(1, 8) {
                     buttons |= 1 << bit;
                 }
             }
-            let step = (rng.below(2001) as f32 - 1000.0) / 20_000.0;
+            let step = rng.random_range(-1000..=1000) as f32 / 20_000.0;
             aim = (aim + step).rem_euclid(std::f32::consts::TAU);
             Input {
                 sequence: i as u32 + 1,

@@ -189,18 +189,27 @@ fn spawn_server(role: &str) -> (Child, SocketAddr, Option<PublicKey>) {
     (child, addr, key)
 }
 
-/// User + system CPU time of a process, from /proc (clock ticks of 10 ms).
+/// User + system CPU time of a process, from `/proc/<pid>/stat` (via
+/// `procfs`), or zero if it cannot be read.
+#[cfg(target_os = "linux")]
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: u64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    let stat = i32::try_from(pid)
+        .ok()
+        .and_then(|pid| procfs::process::Process::new(pid).ok())
+        .and_then(|process| process.stat().ok());
+    let Some(stat) = stat else {
+        return Duration::ZERO;
+    };
+    let ticks = stat.utime.saturating_add(stat.stime);
+    let per_second = procfs::ticks_per_second().max(1);
+    Duration::from_secs(ticks / per_second)
+        + Duration::from_nanos((ticks % per_second) * 1_000_000_000 / per_second)
+}
+
+/// CPU time is read from `/proc`: on other systems the figures stay at zero.
+#[cfg(not(target_os = "linux"))]
+fn cpu_time(_pid: u32) -> Duration {
+    Duration::ZERO
 }
 
 fn run_phase(runtime: &tokio::runtime::Runtime, role: &str, load: &Load) -> Outcome {

@@ -24,6 +24,16 @@ target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 bin="$target_dir/debug/examples"
 
+# no_colour_codes LOG: logs written to a file must not carry ANSI escapes
+# (colour is for terminals only).
+no_colour_codes() {
+    if grep -q $'\e\[' "$1"; then
+        echo "ANSI escape codes in $1 (output is not a terminal):"
+        grep -n $'\e\[' "$1" | head -n 5 | cat -v
+        exit 1
+    fi
+}
+
 # run NAME [ARGS...]: runs an example (60 s max) and requires exit status 0.
 run() {
     local name=$1
@@ -36,6 +46,7 @@ run() {
         tail -n 40 "$log"
         exit 1
     fi
+    no_colour_codes "$log"
     tail -n 3 "$log"
     printf '    (%ss)\n' "$(($(date +%s) - t0))"
 }
@@ -101,6 +112,7 @@ if [[ $status -ne 0 ]]; then
     exit 1
 fi
 tail -n 2 "$server_log"
+no_colour_codes "$server_log"
 rm -rf "$key_dir"
 
 printf 'all examples passed in %ss (logs in %s)\n' "$(($(date +%s) - started))" "$logs"

@@ -30,6 +30,21 @@
 //!   [`testing`] — a server and N clients in one process on virtual time.
 //!
 //! The byte-exact wire format is specified in `docs/PROTOCOL.md`.
+//!
+//! ## Cargo features
+//!
+//! | Feature | Default | Adds |
+//! |---|---|---|
+//! | `server` | yes | the server plugin and authentication providers (implies `runtime`) |
+//! | `client` | yes | the client plugin and connectors (implies `runtime`) |
+//! | `metrics-http` | yes | the built-in `/metrics` HTTP endpoint on hyper (`metrics::serve_metrics`, the server's `metrics_addr`) |
+//! | `runtime` | via the above | the IO layer, metrics counters and their Prometheus text, the shared Bevy pieces |
+//! | `tls` | no | `wss://` with rustls |
+//!
+//! Without any, only the sans-IO [`protocol`] core is built. A dedicated
+//! server uses `default-features = false, features = ["server",
+//! "metrics-http"]` and leaves the client out; a game client uses
+//! `features = ["client"]` and leaves the server and the HTTP endpoint out.
 
 // Lets `#[derive(GameMessage)]` refer to `::mokosh_net` from inside this crate too.
 extern crate self as mokosh_net;

@@ -1,15 +1,22 @@
-//! Operational counters and a minimal Prometheus endpoint.
+//! Operational counters and their Prometheus exposition.
 //!
 //! [`Metrics`] is a set of lock-free counters. The networking code (and the
-//! Bevy plugins, through a resource wrapping an `Arc<Metrics>`) bumps them;
-//! [`Metrics::snapshot`] reads them as plain numbers; and
-//! [`Metrics::render_prometheus`] formats them in the Prometheus text
-//! exposition format 0.0.4, which [`serve_metrics`] serves over HTTP at
-//! `GET /metrics`.
+//! Bevy plugins, through a resource wrapping an `Arc<Metrics>`) bumps them on
+//! the hot path with relaxed atomic adds; [`Metrics::snapshot`] reads them as
+//! plain numbers. At scrape time a [`MetricsCollector`] (a
+//! [`prometheus_client`] collector) reads them, plus the transport's
+//! [`IoCounters`](crate::io::IoCounters) when given, and `prometheus-client`
+//! writes the text. An application with its own HTTP stack registers the
+//! collector in its own [`Registry`](prometheus_client::registry::Registry)
+//! or serves [`MetricsCollector::render`]; the `metrics-http` feature adds a
+//! small built-in endpoint, `serve_metrics`, for convenience.
+//!
+//! Every metric name and the mapping from protocol errors and disconnect
+//! reasons to [`Rejection`]s live in this module and nowhere else.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use mokosh_net::metrics::{Metrics, Rejection};
+//! use mokosh_net::metrics::{Metrics, MetricsCollector, Rejection};
 //!
 //! let metrics = Arc::new(Metrics::default());
 //! metrics.connection_opened();
@@ -20,42 +27,81 @@
 //! assert_eq!(snap.connections_active, 1);
 //! assert_eq!(snap.rejected(Rejection::Replay), 1);
 //!
-//! let text = metrics.render_prometheus(&[("mokosh_rooms", "Rooms open.", 3)]);
+//! let text = MetricsCollector::new(Arc::clone(&metrics)).render();
 //! assert!(text.contains("mokosh_rejections_total{reason=\"replay\"} 1\n"));
-//! assert!(text.contains("mokosh_rooms 3\n"));
+//! assert!(text.contains("mokosh_received_bytes_total 1200\n"));
 //! ```
 //!
-//! Serving it (on a tokio runtime you own):
+//! Registering the counters next to an application's own metrics:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mokosh_net::metrics::{Metrics, MetricsCollector};
+//! use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
+//!
+//! let metrics = Arc::new(Metrics::default());
+//! let mut registry = Registry::default();
+//! registry.register_collector(Box::new(MetricsCollector::new(metrics)));
+//! let rooms = Gauge::<i64>::default();
+//! registry.register("game_rooms", "Rooms open.", rooms.clone());
+//! rooms.set(3);
+//!
+//! let mut text = String::new();
+//! prometheus_client::encoding::text::encode(&mut text, &registry)?;
+//! assert!(text.contains("game_rooms 3\n"));
+//! assert!(text.contains("mokosh_connections_active 0\n"));
+//! # Ok::<(), std::fmt::Error>(())
+//! ```
+//!
+//! Serving it with the built-in endpoint (feature `metrics-http`, on a tokio
+//! runtime you own):
 //!
 //! ```no_run
+//! # #[cfg(feature = "metrics-http")] {
 //! use std::sync::Arc;
-//! use mokosh_net::metrics::{Metrics, serve_metrics};
+//! use mokosh_net::metrics::{Metrics, MetricsCollector, serve_metrics};
 //!
 //! let rt = tokio::runtime::Runtime::new()?;
 //! let metrics = Arc::new(Metrics::default());
 //! let server = serve_metrics(
 //!     rt.handle(),
 //!     "127.0.0.1:9100".parse()?,
-//!     Arc::clone(&metrics).prometheus_renderer(),
+//!     MetricsCollector::new(metrics).renderer(),
 //! )?;
 //! println!("metrics on http://{}/metrics", server.local_addr());
 //! // ... dropping `server` stops it.
+//! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::protocol::DisconnectReason;
+use crate::protocol::{DisconnectReason, EnvelopeError, Initiator, PacketError};
 
+mod exposition;
+#[cfg(feature = "metrics-http")]
 mod http;
 
+pub use exposition::{CONTENT_TYPE, MetricsCollector};
+#[cfg(feature = "metrics-http")]
 pub use http::{
-    MAX_CONNECTIONS, MAX_REQUEST_HEAD, MetricsServer, READ_TIMEOUT, WRITE_TIMEOUT, serve_metrics,
+    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_REQUEST_HEAD, MetricsServer, READ_TIMEOUT, Render,
+    WRITE_TIMEOUT, serve_metrics,
 };
+/// The `prometheus-client` version the collector implements, for
+/// applications registering it next to their own metrics.
+pub use prometheus_client;
 
-/// Why something was rejected; one counter each.
+/// Why something was rejected; one `mokosh_rejections_total{reason}` series each.
+///
+/// What is counted, exactly once per event:
+/// * each packet the receive path refuses, by [`Rejection::for_packet_error`];
+/// * each session this side ends for a reason no refused packet already
+///   accounts for (timeouts, a slow consumer, a refused authentication), by
+///   [`Rejection::for_disconnect`] through [`Metrics::session_closed`];
+/// * each connection the transport closes for an oversized or malformed
+///   frame ([`Rejection::Oversized`], [`Rejection::Malformed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -71,9 +117,10 @@ pub enum Rejection {
     SchemaMismatch,
     /// The authentication provider refused the client.
     AuthFailed,
-    /// A peer did not read fast enough (queue full).
+    /// A session dropped because its peer did not read fast enough (one per
+    /// session, however many frames were refused).
     SlowConsumer,
-    /// A handshake or idle timeout.
+    /// A handshake or idle timeout of this side.
     Timeout,
     /// The handshake failed (Noise error, version or codec mismatch).
     HandshakeFailed,
@@ -141,32 +188,58 @@ impl Rejection {
         }
     }
 
-    /// The rejection a session ending for `reason` counts as, or `None` for
-    /// endings that are not rejections (requested, kicked, shutdown, server
-    /// full, counter exhausted, unknown codes).
+    /// The rejection a session ending counts as, or `None` when it is not a
+    /// rejection or is already counted elsewhere. This is the one mapping from
+    /// [`DisconnectReason`] to a counter; [`Metrics::session_closed`] applies it.
     ///
-    /// `IdleTimeout` and `HandshakeTimeout` map to [`Rejection::Timeout`];
-    /// `MessageTooLarge` to [`Rejection::Oversized`]; `VersionMismatch` and
-    /// `NoCommonCodec` to [`Rejection::HandshakeFailed`].
-    pub fn from_disconnect(reason: DisconnectReason) -> Option<Rejection> {
-        Some(match reason {
+    /// * Endings the peer initiated are never rejections: a peer that sends
+    ///   DISCONNECT with `IdleTimeout` says something about itself, and
+    ///   counting it would let any client inflate this side's timeout count.
+    /// * `IdleTimeout` and `HandshakeTimeout` count as [`Rejection::Timeout`],
+    ///   `SlowConsumer` as [`Rejection::SlowConsumer`] and `AuthFailed` as
+    ///   [`Rejection::AuthFailed`]: no packet error precedes them.
+    /// * Reasons that follow a refused packet (`DecryptFailed`, `Replay`,
+    ///   `RateLimited`, `SchemaMismatch`, `ProtocolViolation`,
+    ///   `MessageTooLarge`, the handshake failures, ...) map to `None`, because
+    ///   [`Rejection::for_packet_error`] counted that packet already.
+    /// * Ordinary endings (requested, kicked, shutdown, server full, counter
+    ///   exhausted, connection lost, unknown codes) map to `None`.
+    pub fn for_disconnect(reason: DisconnectReason, initiator: Initiator) -> Option<Rejection> {
+        if initiator != Initiator::Local {
+            return None;
+        }
+        match reason {
             DisconnectReason::IdleTimeout | DisconnectReason::HandshakeTimeout => {
-                Rejection::Timeout
+                Some(Rejection::Timeout)
             }
-            DisconnectReason::ProtocolViolation => Rejection::ProtocolViolation,
-            DisconnectReason::DecryptFailed => Rejection::DecryptFailed,
-            DisconnectReason::Replay => Rejection::Replay,
-            DisconnectReason::RateLimited => Rejection::RateLimited,
-            DisconnectReason::SchemaMismatch => Rejection::SchemaMismatch,
-            DisconnectReason::AuthFailed => Rejection::AuthFailed,
-            DisconnectReason::SlowConsumer => Rejection::SlowConsumer,
-            DisconnectReason::MessageTooLarge => Rejection::Oversized,
-            DisconnectReason::VersionMismatch | DisconnectReason::NoCommonCodec => {
-                Rejection::HandshakeFailed
-            }
-            DisconnectReason::SecurityMismatch => Rejection::SecurityMismatch,
-            DisconnectReason::HandshakeFailed => Rejection::HandshakeFailed,
-            _ => return None,
+            DisconnectReason::SlowConsumer => Some(Rejection::SlowConsumer),
+            DisconnectReason::AuthFailed => Some(Rejection::AuthFailed),
+            _ => None,
+        }
+    }
+
+    /// The rejection a refused packet counts as (`None` for a packet that
+    /// arrived after the session closed, which is not the peer's fault).
+    pub fn for_packet_error(error: &PacketError) -> Option<Rejection> {
+        Some(match error {
+            PacketError::Malformed(
+                EnvelopeError::FrameTooLarge { .. } | EnvelopeError::PayloadTooLarge { .. },
+            ) => Rejection::Oversized,
+            PacketError::Malformed(_)
+            | PacketError::MalformedBody(_)
+            | PacketError::Decompress(_) => Rejection::Malformed,
+            PacketError::Handshake(_) => Rejection::HandshakeFailed,
+            PacketError::DecryptFailed => Rejection::DecryptFailed,
+            PacketError::Replay(_) => Rejection::Replay,
+            PacketError::RateLimited { .. } => Rejection::RateLimited,
+            PacketError::SecurityMismatch => Rejection::SecurityMismatch,
+            PacketError::SchemaMismatch(_)
+            | PacketError::Refused(DisconnectReason::SchemaMismatch) => Rejection::SchemaMismatch,
+            PacketError::Refused(_)
+            | PacketError::UnknownRoute(_)
+            | PacketError::WrongDirection(_)
+            | PacketError::Unexpected(_) => Rejection::ProtocolViolation,
+            PacketError::Closed => return None,
         })
     }
 }
@@ -241,6 +314,17 @@ impl Metrics {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
     }
 
+    /// A session ended: lowers the active gauge and, when the ending is a
+    /// rejection ([`Rejection::for_disconnect`]), counts it. Call it exactly
+    /// once per session, from the one place sessions are torn down; nothing
+    /// else should count the same ending.
+    pub fn session_closed(&self, reason: DisconnectReason, initiator: Initiator) {
+        self.connection_closed();
+        if let Some(why) = Rejection::for_disconnect(reason, initiator) {
+            self.reject(why);
+        }
+    }
+
     /// `n` bytes were received.
     pub fn bytes_in(&self, n: u64) {
         self.bytes_in.fetch_add(n, Ordering::Relaxed);
@@ -280,122 +364,9 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition format 0.0.4.
-    ///
-    /// Each metric has `# HELP` and `# TYPE` lines. Counters
-    /// `mokosh_connections_total`, `mokosh_bytes_received_total`,
-    /// `mokosh_bytes_sent_total`, `mokosh_messages_received_total`,
-    /// `mokosh_messages_sent_total`; gauge `mokosh_connections_active`; and
-    /// counter `mokosh_rejections_total{reason="..."}` with one line per
-    /// [`Rejection`] (labels from [`Rejection::label`], in [`Rejection::ALL`]
-    /// order, zeros included).
-    ///
-    /// `extra` entries `(name, help, value)` are appended as counters. Names
-    /// should be unique and valid Prometheus names (`[a-zA-Z_:][a-zA-Z0-9_:]*`);
-    /// invalid characters are replaced with `_` (and an empty name becomes
-    /// `_`); in `help`, backslashes and `\n` are escaped and `\r` becomes a space, so the
-    /// output stays well-formed whatever is passed.
-    pub fn render_prometheus(&self, extra: &[(&str, &str, u64)]) -> String {
-        let s = self.snapshot();
-        let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            // `write!` to a String cannot fail.
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            );
-        };
-        metric(
-            "mokosh_connections_total",
-            "counter",
-            "Connections opened since the server started.",
-            s.connections_total,
-        );
-        metric(
-            "mokosh_connections_active",
-            "gauge",
-            "Connections currently open.",
-            s.connections_active,
-        );
-        metric(
-            "mokosh_bytes_received_total",
-            "counter",
-            "Bytes received from peers.",
-            s.bytes_in,
-        );
-        metric(
-            "mokosh_bytes_sent_total",
-            "counter",
-            "Bytes sent to peers.",
-            s.bytes_out,
-        );
-        metric(
-            "mokosh_messages_received_total",
-            "counter",
-            "Game messages received from peers.",
-            s.messages_in,
-        );
-        metric(
-            "mokosh_messages_sent_total",
-            "counter",
-            "Game messages sent to peers.",
-            s.messages_out,
-        );
-        out.push_str(
-            "# HELP mokosh_rejections_total Packets, messages or connections rejected, by reason.\n\
-             # TYPE mokosh_rejections_total counter\n",
-        );
-        for why in Rejection::ALL {
-            let _ = writeln!(
-                out,
-                "mokosh_rejections_total{{reason=\"{}\"}} {}",
-                why.label(),
-                s.rejected(why)
-            );
-        }
-        for &(name, help, value) in extra {
-            let name = sanitize_name(name);
-            let help = escape_help(help);
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            );
-        }
-        out
+    /// The counters in the Prometheus text format (see [`MetricsCollector`]
+    /// for the names), without the transport's counters.
+    pub fn render(self: &Arc<Self>) -> String {
+        MetricsCollector::new(Arc::clone(self)).render()
     }
-
-    /// A render function for [`serve_metrics`] that renders these metrics
-    /// with no extras.
-    pub fn prometheus_renderer(self: Arc<Self>) -> Arc<dyn Fn() -> String + Send + Sync> {
-        Arc::new(move || self.render_prometheus(&[]))
-    }
-}
-
-fn sanitize_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .enumerate()
-        .map(|(i, c)| {
-            let ok =
-                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit());
-            if ok { c } else { '_' }
-        })
-        .collect();
-    if out.is_empty() {
-        out.push('_');
-    }
-    out
-}
-
-fn escape_help(help: &str) -> String {
-    let mut out = String::with_capacity(help.len());
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }

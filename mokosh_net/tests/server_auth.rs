@@ -141,6 +141,8 @@ fn unanswered_authentication_is_refused_at_the_timeout_and_dropped() {
         1
     );
     assert_eq!(server.pending_authentications(), 0);
+    let text = server.render_metrics();
+    assert!(text.contains("mokosh_auth_timeouts_total 1"), "{text}");
     dropped
         .recv_timeout(PATIENCE)
         .expect("the provider's future is dropped");

@@ -1,38 +1,49 @@
-//! A deliberately tiny HTTP/1.1 server for `GET /metrics`.
+//! The built-in `GET /metrics` endpoint (feature `metrics-http`): hyper's
+//! HTTP/1.1 server behind an accept loop that caps connections in total and
+//! per client address.
 //!
-//! One request per connection, no keep-alive, no request bodies, no chunked
-//! encoding: read the request head (bounded in size and time), answer, close.
+//! One request per connection (no keep-alive), bounded request heads, a
+//! deadline to send the head and one for the whole exchange.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::CONTENT_TYPE;
+
 /// Largest request head (request line + headers) read, in bytes. Longer heads
 /// get `431 Request Header Fields Too Large`.
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// Time a client has to send its whole request head; slower clients get
-/// `408 Request Timeout`.
+/// Time a client has to send its whole request head; slower clients are
+/// disconnected without an answer.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time a client has to accept the response before the connection is dropped.
+/// Time a client has, after [`READ_TIMEOUT`], to take the response before the
+/// connection is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most connections served at once; further connections are closed
 /// immediately without a response until a slot frees up.
 pub const MAX_CONNECTIONS: usize = 64;
-
-/// After answering, how long to keep reading (and discarding) what the client
-/// still sends, so closing does not reset the connection before it has read
-/// the response.
-const LINGER: Duration = Duration::from_millis(500);
-const LINGER_MAX_BYTES: usize = 64 * 1024;
-
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+/// Most connections served at once from one client address (IPv4-mapped IPv6
+/// addresses count as their IPv4 address), so a single host cannot take all
+/// [`MAX_CONNECTIONS`] slots from a scraper.
+pub const MAX_CONNECTIONS_PER_IP: usize = 8;
 
 /// A running metrics endpoint (see [`serve_metrics`]). Dropping it stops the
 /// listener and aborts the connections in progress.
@@ -58,35 +69,42 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Serves `GET /metrics` as Prometheus text on `addr` (127.0.0.1:9100 style)
-/// on the given tokio runtime handle until the returned guard is dropped.
+/// The text a scrape returns; called once per `GET /metrics`.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Serves `GET /metrics` on `addr` (127.0.0.1:9100 style) on the given tokio
+/// runtime handle until the returned guard is dropped.
 ///
 /// The socket is bound before this returns, so bind errors (address in use,
-/// permission) are reported here. Each request calls `render` and answers:
+/// permission) are reported here. Each request is answered, then the
+/// connection is closed:
 ///
-/// * `GET /metrics` (any query string) → `200` with
-///   `Content-Type: text/plain; version=0.0.4` and the rendered text;
+/// * `GET /metrics` (any query string) → `200` with `render()` as the body and
+///   [`CONTENT_TYPE`] (e.g. [`MetricsCollector::renderer`](super::MetricsCollector::renderer));
 ///   `HEAD /metrics` → the same headers, no body;
 /// * another path → `404`; another method → `405` (with `Allow: GET, HEAD`);
-/// * a request head over [`MAX_REQUEST_HEAD`] bytes → `431`; not complete
-///   within [`READ_TIMEOUT`] → `408`; unparsable → `400`;
+/// * a request head over [`MAX_REQUEST_HEAD`] bytes → `431`; unparsable →
+///   `400`; not complete within [`READ_TIMEOUT`] (blank lines only, half a
+///   request line, nothing) → closed without an answer.
 ///
-/// then closes the connection. Every connection runs in its own task, reads
-/// and writes are bounded by [`READ_TIMEOUT`] and [`WRITE_TIMEOUT`], and at
-/// most [`MAX_CONNECTIONS`] are served at once, so a slow or hostile client
-/// cannot block others for long. `render` runs on a runtime worker thread, so
-/// it should be quick (e.g. [`Metrics::render_prometheus`](super::Metrics::render_prometheus)).
+/// Every connection runs in its own task and is dropped after
+/// [`READ_TIMEOUT`] + [`WRITE_TIMEOUT`] whatever it does; at most
+/// [`MAX_CONNECTIONS`] are served at once, and at most
+/// [`MAX_CONNECTIONS_PER_IP`] from one address, so a slow or hostile client
+/// cannot block a scraper. `render` runs on a runtime worker thread, so it
+/// should be quick.
 ///
 /// The runtime behind `handle` must have I/O and time enabled (e.g.
 /// `Builder::enable_all`); tokio panics otherwise. It may be a current-thread
 /// runtime as long as something keeps driving it.
 ///
 /// The endpoint has no authentication and no TLS: bind it to loopback or a
-/// private interface.
+/// private interface. An application with its own HTTP server can serve
+/// [`MetricsCollector::render`](super::MetricsCollector::render) instead.
 pub fn serve_metrics(
     handle: &Handle,
     addr: SocketAddr,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
+    render: Render,
 ) -> io::Result<MetricsServer> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
@@ -105,26 +123,63 @@ pub fn serve_metrics(
     })
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
-    mut shutdown: oneshot::Receiver<()>,
-) {
+/// Connections in progress, in total and per client address.
+#[derive(Debug, Default)]
+struct Occupancy {
+    per_ip: HashMap<IpAddr, usize>,
+    by_task: HashMap<tokio::task::Id, IpAddr>,
+}
+
+impl Occupancy {
+    /// Whether one more connection from `ip` fits under both caps.
+    fn admits(&self, ip: IpAddr) -> bool {
+        self.by_task.len() < MAX_CONNECTIONS
+            && self.per_ip.get(&ip).copied().unwrap_or(0) < MAX_CONNECTIONS_PER_IP
+    }
+
+    fn add(&mut self, task: tokio::task::Id, ip: IpAddr) {
+        *self.per_ip.entry(ip).or_default() += 1;
+        self.by_task.insert(task, ip);
+    }
+
+    fn remove(&mut self, task: tokio::task::Id) {
+        let Some(ip) = self.by_task.remove(&task) else {
+            return;
+        };
+        if let Some(count) = self.per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, render: Render, mut shutdown: oneshot::Receiver<()>) {
     // Dropping the set (when this loop ends or is aborted) aborts every
     // connection task.
     let mut connections = JoinSet::new();
+    let mut occupancy = Occupancy::default();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(error) => error.id(),
+                };
+                occupancy.remove(id);
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if connections.len() >= MAX_CONNECTIONS {
+                    let ip = peer.ip().to_canonical();
+                    if !occupancy.admits(ip) {
                         tracing::debug!(%peer, "metrics endpoint: connection limit reached; closing");
                         drop(stream);
                         continue;
                     }
-                    connections.spawn(serve_connection(stream, Arc::clone(&render)));
+                    let task = connections.spawn(serve_connection(stream, Arc::clone(&render)));
+                    occupancy.add(task.id(), ip);
                 }
                 Err(error) => {
                     // E.g. out of file descriptors: back off instead of spinning.
@@ -136,147 +191,170 @@ async fn accept_loop(
     }
 }
 
-enum HeadError {
-    TooLarge,
-    Io,
-}
-
-/// Reads until the blank line ending the head; returns the head bytes.
-async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
-    let mut buf = vec![0u8; MAX_REQUEST_HEAD];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            return Err(HeadError::TooLarge);
-        }
-        let n = stream
-            .read(&mut buf[len..])
-            .await
-            .map_err(|_| HeadError::Io)?;
-        if n == 0 {
-            return Err(HeadError::Io);
-        }
-        // Search only the region that could contain a new terminator.
-        let from = len.saturating_sub(3);
-        len += n;
-        if let Some(end) = find_head_end(&buf[from..len]) {
-            buf.truncate(from + end);
-            return Ok(buf);
-        }
+/// Serves one request on `stream` within the endpoint's limits, then returns.
+pub(super) fn serve_connection<S>(stream: S, render: Render) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let response = respond(&request, &*render);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    async move {
+        // Errors (timeouts, resets, parse errors already answered) end the
+        // connection; there is nothing else to do with them.
+        let _ = tokio::time::timeout(READ_TIMEOUT + WRITE_TIMEOUT, connection).await;
     }
 }
 
-/// Index just past the first `\r\n\r\n` (or bare `\n\n`), if any.
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    let crlf = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+fn respond(
+    request: &Request<Incoming>,
+    render: &(dyn Fn() -> String + Send + Sync),
+) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED);
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
     }
+    // Origin-form `/metrics` only: `*`, absolute URLs and other paths are 404.
+    let origin_form = request.uri().scheme().is_none() && request.uri().authority().is_none();
+    if !origin_form || request.uri().path() != "/metrics" {
+        return plain(StatusCode::NOT_FOUND);
+    }
+    // hyper leaves the body out of a HEAD response but keeps its length.
+    let mut response = Response::new(Full::new(Bytes::from(render())));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+    response
 }
 
-struct Response {
-    status: &'static str,
-    extra_headers: &'static str,
-    body: String,
-    send_body: bool,
-}
-
-impl Response {
-    fn plain(status: &'static str) -> Self {
-        Self {
-            status,
-            extra_headers: "",
-            body: format!("{status}\n"),
-            send_body: true,
-        }
-    }
-}
-
-fn route(head: &[u8], render: &(dyn Fn() -> String + Send + Sync)) -> Response {
-    let Ok(head) = std::str::from_utf8(head) else {
-        return Response::plain("400 Bad Request");
-    };
-    let request_line = head.lines().next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Response::plain("400 Bad Request");
-    };
-    if method.is_empty() || !version.starts_with("HTTP/1.") {
-        return Response::plain("400 Bad Request");
-    }
-    let path = target.split('?').next().unwrap_or("");
-    let head_only = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => {
-            return Response {
-                extra_headers: "Allow: GET, HEAD\r\n",
-                ..Response::plain("405 Method Not Allowed")
-            };
-        }
-    };
-    if path != "/metrics" {
-        return Response {
-            send_body: !head_only,
-            ..Response::plain("404 Not Found")
-        };
-    }
-    Response {
-        status: "200 OK",
-        extra_headers: "",
-        body: render(),
-        send_body: !head_only,
-    }
-}
-
-async fn serve_connection(mut stream: TcpStream, render: Arc<dyn Fn() -> String + Send + Sync>) {
-    let response = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(head)) => route(&head, &*render),
-        Ok(Err(HeadError::TooLarge)) => Response::plain("431 Request Header Fields Too Large"),
-        Ok(Err(HeadError::Io)) => return,
-        Err(_elapsed) => Response::plain("408 Request Timeout"),
-    };
-    let head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
-        response.status,
-        if response.status.starts_with("200") {
-            CONTENT_TYPE
-        } else {
-            "text/plain; charset=utf-8"
-        },
-        response.body.len(),
-        response.extra_headers,
+fn plain(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{status}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE_HEADER,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        if response.send_body {
-            stream.write_all(response.body.as_bytes()).await?;
-        }
-        stream.flush().await?;
-        stream.shutdown().await
-    };
-    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
-        return;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    //! Timeouts on tokio's virtual clock (`start_paused`): no wall-clock
+    //! measurement, no waiting.
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+
+    fn render() -> Render {
+        Arc::new(|| "x_total 1\n".to_string())
     }
-    // Drain what the client may still be sending (e.g. the rest of an
-    // oversized head), briefly, so the close is graceful rather than a reset
-    // that could discard the response before the client reads it.
-    let drain = async {
-        let mut scratch = [0u8; 4096];
-        let mut total = 0;
-        while total < LINGER_MAX_BYTES {
-            match stream.read(&mut scratch).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_dropped_at_the_read_timeout() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let started = Instant::now();
+        let serving = tokio::spawn(serve_connection(server, render()));
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        let waited = started.elapsed();
+        serving.await.unwrap();
+        assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
+        assert!(waited >= READ_TIMEOUT, "{waited:?}");
+        assert!(waited < READ_TIMEOUT + WRITE_TIMEOUT, "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_half_sent_head_is_dropped_at_the_read_timeout() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let started = Instant::now();
+        let serving = tokio::spawn(serve_connection(server, render()));
+        client.write_all(b"GET /met").await.unwrap();
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        serving.await.unwrap();
+        assert!(reply.is_empty());
+        assert!(started.elapsed() >= READ_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_is_dropped_after_both_timeouts() {
+        // A tiny pipe: the response cannot be written while nobody reads.
+        let (mut client, server) = tokio::io::duplex(16);
+        let started = Instant::now();
+        let serving = tokio::spawn(serve_connection(server, render()));
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        serving.await.unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= READ_TIMEOUT + WRITE_TIMEOUT, "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prompt_client_is_answered_without_waiting() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let started = Instant::now();
+        let serving = tokio::spawn(serve_connection(server, render()));
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        serving.await.unwrap();
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\nx_total 1\n"), "{reply}");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn occupancy_caps_per_address_and_in_total() {
+        let mut occupancy = Occupancy::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut ids = Vec::new();
+        let mut set = JoinSet::new();
+        let _entered = rt.enter();
+        for _ in 0..MAX_CONNECTIONS + 1 {
+            ids.push(set.spawn(async {}).id());
         }
-    };
-    let _ = tokio::time::timeout(LINGER, drain).await;
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for &id in &ids[..MAX_CONNECTIONS_PER_IP] {
+            assert!(occupancy.admits(a));
+            occupancy.add(id, a);
+        }
+        assert!(!occupancy.admits(a));
+        occupancy.remove(ids[0]);
+        assert!(occupancy.admits(a));
+        occupancy.add(ids[0], a);
+        // Other addresses fill the rest, up to the total cap.
+        for (n, &id) in ids[MAX_CONNECTIONS_PER_IP..MAX_CONNECTIONS]
+            .iter()
+            .enumerate()
+        {
+            let ip = IpAddr::from([198, 51, 100, n as u8]);
+            assert!(occupancy.admits(ip));
+            occupancy.add(id, ip);
+        }
+        assert!(!occupancy.admits("203.0.113.9".parse().unwrap()));
+        occupancy.remove(ids[MAX_CONNECTIONS - 1]);
+        assert!(occupancy.admits("203.0.113.9".parse().unwrap()));
+        // Removing an unknown task is harmless.
+        occupancy.remove(ids[MAX_CONNECTIONS]);
+        set.abort_all();
+    }
 }

@@ -2,11 +2,16 @@
 //! authentication work, the per-identity session cap, sends a peer's size
 //! limit refused, and connection churn for the periodic log summary.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 
 /// The server plugin's own counters (see [`MokoshServer::counters`](super::MokoshServer::counters)).
 /// Served on the metrics endpoint with the names listed in
-/// [`ServerCountersSnapshot::prometheus`].
+/// [`ServerCountersSnapshot::families`].
 #[derive(Debug, Default)]
 pub struct ServerCounters {
     auth_queued: AtomicU64,
@@ -100,49 +105,65 @@ impl ServerCounters {
 }
 
 impl ServerCountersSnapshot {
-    /// `(name, help, value)` for each counter, as served on `/metrics`.
-    pub fn prometheus(&self) -> [(&'static str, &'static str, u64); 8] {
+    /// `(family, help, value)` for each counter as served on `/metrics`
+    /// (counter families gain `_total` in the output, e.g.
+    /// `mokosh_auth_timeouts_total`).
+    pub fn families(&self) -> [(&'static str, &'static str, u64); 8] {
         [
             (
-                "mokosh_auth_queued_total",
+                "mokosh_auth_queued",
                 "Authentication requests that waited for a provider slot.",
                 self.auth_queued,
             ),
             (
-                "mokosh_auth_timeouts_total",
+                "mokosh_auth_timeouts",
                 "Authentication requests abandoned at the timeout.",
                 self.auth_timeouts,
             ),
             (
-                "mokosh_auth_overflows_total",
+                "mokosh_auth_overflows",
                 "Clients refused because too many authentications were pending.",
                 self.auth_overflows,
             ),
             (
-                "mokosh_auth_aborted_total",
+                "mokosh_auth_aborted",
                 "Authentication futures dropped because the connection closed first.",
                 self.auth_aborted,
             ),
             (
-                "mokosh_identity_sessions_replaced_total",
+                "mokosh_identity_sessions_replaced",
                 "Sessions replaced by a newer session of the same identity.",
                 self.identity_replaced,
             ),
             (
-                "mokosh_identity_sessions_refused_total",
+                "mokosh_identity_sessions_refused",
                 "Clients refused because their identity had its maximum of sessions.",
                 self.identity_refused,
             ),
             (
-                "mokosh_sends_over_peer_limit_total",
+                "mokosh_sends_over_peer_limit",
                 "Messages not sent because they exceed the size the client announced.",
                 self.sends_over_peer_limit,
             ),
             (
-                "mokosh_peer_timeouts_total",
+                "mokosh_peer_timeouts",
                 "Connections the peer closed with a timeout reason.",
                 self.peer_timeouts,
             ),
         ]
+    }
+}
+
+/// A `prometheus-client` collector reading [`ServerCounters`] at scrape time.
+#[derive(Debug, Clone)]
+pub(super) struct ServerCountersCollector(pub(super) Arc<ServerCounters>);
+
+impl Collector for ServerCountersCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, help, value) in self.0.snapshot().families() {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        Ok(())
     }
 }

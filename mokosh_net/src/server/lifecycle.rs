@@ -20,7 +20,6 @@ use super::components::{
     TrafficStats,
 };
 use super::messages::{Pending, ServerInbox};
-use super::receive::rejection_for_disconnect;
 use crate::auth::AuthRequest;
 use crate::io::{ConnectionId, ConnectionLink};
 use crate::protocol::{DisconnectReason, Initiator, Session, SessionEvent};
@@ -345,10 +344,9 @@ fn close_connection(
     // despawned at the end of this tick's `Flush`.
     entity_ref.remove::<Connected>();
     server.despawn.push(entity);
-    server.metrics.connection_closed();
-    if let Some(rejection) = rejection_for_disconnect(reason, initiator) {
-        server.metrics.reject(rejection);
-    }
+    // The one place a session's end is counted (`Rejection::for_disconnect`:
+    // only this server's own timeouts, refusals and slow-consumer drops).
+    server.metrics.session_closed(reason, initiator);
     if initiator == Initiator::Peer
         && matches!(
             reason,

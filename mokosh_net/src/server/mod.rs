@@ -70,7 +70,9 @@ use bevy_app::{App, FixedPostUpdate, FixedPreUpdate, Plugin, Startup};
 use bevy_ecs::prelude::*;
 
 use crate::io::{self, ConnectionId, IoEvent, ServerEndpoint};
-use crate::metrics::{Metrics, MetricsServer};
+#[cfg(feature = "metrics-http")]
+use crate::metrics::MetricsServer;
+use crate::metrics::{Metrics, MetricsCollector};
 use crate::protocol::{DisconnectReason, ServerConfig, ServerSecurity};
 pub use crate::shared::{ClientId, MokoshAppExt};
 use crate::shared::{ProtocolRegistry, Side, ensure_runtime, finish_side};
@@ -93,7 +95,7 @@ pub use components::*;
 pub use config::*;
 pub use counters::{ServerCounters, ServerCountersSnapshot};
 pub use messages::*;
-pub use receive::{rejection_for, rejection_for_disconnect};
+pub use receive::rejection_for;
 
 /// Adds the server: IO listener, sessions, authentication, typed messages,
 /// metrics. See the module docs for the system sets.
@@ -152,6 +154,7 @@ impl Plugin for MokoshServerPlugin {
             churn: ConnectionChurn::default(),
             metrics: Arc::new(Metrics::default()),
             counters: Arc::new(ServerCounters::default()),
+            #[cfg(feature = "metrics-http")]
             metrics_server: None,
             start_error: None,
             runtime,
@@ -244,6 +247,7 @@ pub struct MokoshServer {
     churn: ConnectionChurn,
     metrics: Arc<Metrics>,
     counters: Arc<ServerCounters>,
+    #[cfg(feature = "metrics-http")]
     metrics_server: Option<MetricsServer>,
     start_error: Option<Arc<ServerStartError>>,
     /// Keeps the IO runtime alive until this resource is gone (declared last:
@@ -264,7 +268,10 @@ impl MokoshServer {
 
     /// The metrics endpoint's address, if it is serving.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(MetricsServer::local_addr)
+        #[cfg(feature = "metrics-http")]
+        return self.metrics_server.as_ref().map(MetricsServer::local_addr);
+        #[cfg(not(feature = "metrics-http"))]
+        None
     }
 
     /// The server's counters.
@@ -276,6 +283,18 @@ impl MokoshServer {
     /// cap, sends over a client's size limit, timeouts the peer reported).
     pub fn counters(&self) -> ServerCountersSnapshot {
         self.counters.snapshot()
+    }
+
+    /// Everything [`render_metrics`] serves on `/metrics`, now: for an
+    /// application that serves the metrics from its own HTTP stack. The IO
+    /// families are there once the transport is bound.
+    pub fn render_metrics(&self) -> String {
+        let io = self
+            .endpoint
+            .as_ref()
+            .map(|endpoint| Arc::clone(endpoint.counters()))
+            .unwrap_or_default();
+        render_metrics(&self.metrics, &io, &self.counters)
     }
 
     /// Authentication requests in flight (running or waiting for a slot).
@@ -351,8 +370,8 @@ pub enum ServerStartError {
         #[source]
         source: std::io::Error,
     },
-    /// The metrics address could not be bound. The game server runs; only
-    /// the metrics endpoint is missing.
+    /// The metrics address could not be bound (or the `metrics-http` feature
+    /// is off). The game server runs; only the metrics endpoint is missing.
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         /// The address.
@@ -414,9 +433,18 @@ fn start_server(
     }
     let io_counters = endpoint.counters().clone();
     server.endpoint = Some(endpoint);
+    #[cfg(not(feature = "metrics-http"))]
     if let Some(addr) = server.config.metrics_addr {
-        let metrics = server.metrics.clone();
-        let counters = server.counters.clone();
+        let _ = io_counters;
+        let source = std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the `metrics-http` feature is off",
+        );
+        fail(&mut server, ServerStartError::Metrics { addr, source });
+    }
+    #[cfg(feature = "metrics-http")]
+    if let Some(addr) = server.config.metrics_addr {
+        let (metrics, counters) = (server.metrics.clone(), server.counters.clone());
         let render = Arc::new(move || render_metrics(&metrics, &io_counters, &counters));
         match crate::metrics::serve_metrics(server.runtime.handle(), addr, render) {
             Ok(metrics_server) => {
@@ -435,58 +463,25 @@ fn stamp_tick_system(tick: Res<crate::tick::NetworkTick>, mut sessions: Query<&m
     }
 }
 
-/// Prometheus text for the server's counters plus the IO layer's and the
-/// server plugin's own ([`ServerCounters`]).
+/// Prometheus (OpenMetrics) text for the server's counters plus the IO
+/// layer's (see [`MetricsCollector`] for the names) and the server plugin's
+/// own ([`ServerCountersSnapshot::families`]).
 pub fn render_metrics(
-    metrics: &Metrics,
-    io: &crate::io::IoCounters,
-    server: &ServerCounters,
+    metrics: &Arc<Metrics>,
+    io: &Arc<crate::io::IoCounters>,
+    server: &Arc<ServerCounters>,
 ) -> String {
-    let io = io.snapshot();
-    let mut extra = vec![
-        (
-            "mokosh_io_connections_refused_total_cap_total",
-            "Connections refused because the server was full.",
-            io.connections_refused_total_cap,
-        ),
-        (
-            "mokosh_io_connections_refused_ip_cap_total",
-            "Connections refused by the per-IP cap.",
-            io.connections_refused_ip_cap,
-        ),
-        (
-            "mokosh_io_connections_refused_origin_total",
-            "WebSocket upgrades refused by the Origin allow-list.",
-            io.connections_refused_origin,
-        ),
-        (
-            "mokosh_io_handshake_timeouts_total",
-            "Connections that did not finish the WebSocket upgrade in time.",
-            io.handshake_timeouts,
-        ),
-        (
-            "mokosh_io_handshake_failures_total",
-            "Failed WebSocket upgrades.",
-            io.handshake_failures,
-        ),
-        (
-            "mokosh_io_oversized_frames_total",
-            "Connections closed for an oversized frame.",
-            io.oversized_frames,
-        ),
-        (
-            "mokosh_io_protocol_errors_total",
-            "Connections closed for WebSocket protocol errors (text frames, bad framing).",
-            io.protocol_errors,
-        ),
-        (
-            "mokosh_io_slow_consumers_total",
-            "Frames refused because a connection's outbound queue was full.",
-            io.slow_consumers,
-        ),
-    ];
-    extra.extend(server.snapshot().prometheus());
-    metrics.render_prometheus(&extra)
+    let mut registry = MetricsCollector::new(Arc::clone(metrics))
+        .with_io(Arc::clone(io))
+        .into_registry();
+    registry.register_collector(Box::new(counters::ServerCountersCollector(Arc::clone(
+        server,
+    ))));
+    let mut out = String::with_capacity(4096);
+    // Writing to a String cannot fail, and the collectors have no failure of
+    // their own.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
 }
 
 /// Run condition: the server is listening (after its `Startup` system bound

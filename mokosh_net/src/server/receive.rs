@@ -9,58 +9,14 @@ use super::lifecycle::{
 };
 use crate::io::{CloseCause, ConnectionId, IoEvent};
 use crate::metrics::Rejection;
-use crate::protocol::{DisconnectReason, Initiator, PacketError};
+use crate::protocol::{DisconnectReason, PacketError};
 use crate::shared::{now, now_from};
 use bevy_time::{Real, Time};
 
-/// Which rejection counter a closed connection bumps, if any: the one place
-/// that maps a disconnect reason to a rejection counter.
-///
-/// Only closes this server decided count ([`Initiator::Local`]): a peer that
-/// reports its own timeout is not the server's timeout. Reasons
-/// whose offending packets were already counted one by one where they were
-/// refused (rate limits, replays, decryption and decoding failures, ...) map
-/// to `None` so they are not counted twice.
-pub fn rejection_for_disconnect(
-    reason: DisconnectReason,
-    initiator: Initiator,
-) -> Option<Rejection> {
-    if initiator != Initiator::Local {
-        return None;
-    }
-    match reason {
-        DisconnectReason::IdleTimeout | DisconnectReason::HandshakeTimeout => {
-            Some(Rejection::Timeout)
-        }
-        DisconnectReason::AuthFailed => Some(Rejection::AuthFailed),
-        DisconnectReason::SlowConsumer => Some(Rejection::SlowConsumer),
-        _ => None,
-    }
-}
-
-/// Which rejection counter a packet error bumps.
+/// Which rejection counter a packet error bumps (the mapping lives in
+/// [`Rejection::for_packet_error`]).
 pub fn rejection_for(error: &PacketError) -> Option<Rejection> {
-    use crate::protocol::EnvelopeError;
-    Some(match error {
-        PacketError::Malformed(
-            EnvelopeError::FrameTooLarge { .. } | EnvelopeError::PayloadTooLarge { .. },
-        ) => Rejection::Oversized,
-        PacketError::Malformed(_) | PacketError::MalformedBody(_) | PacketError::Decompress(_) => {
-            Rejection::Malformed
-        }
-        PacketError::Handshake(_) => Rejection::HandshakeFailed,
-        PacketError::DecryptFailed => Rejection::DecryptFailed,
-        PacketError::Replay(_) => Rejection::Replay,
-        PacketError::RateLimited { .. } => Rejection::RateLimited,
-        PacketError::SecurityMismatch => Rejection::SecurityMismatch,
-        PacketError::SchemaMismatch(_) => Rejection::SchemaMismatch,
-        PacketError::Refused(DisconnectReason::SchemaMismatch) => Rejection::SchemaMismatch,
-        PacketError::Refused(_)
-        | PacketError::UnknownRoute(_)
-        | PacketError::WrongDirection(_)
-        | PacketError::Unexpected(_) => Rejection::ProtocolViolation,
-        PacketError::Closed => return None,
-    })
+    Rejection::for_packet_error(error)
 }
 
 pub(super) fn receive_system(world: &mut World) {
