@@ -177,7 +177,10 @@ impl ServerPluginConfig {
     }
 
     /// Serves Prometheus text on `http://ADDR/metrics` (bind it to loopback or
-    /// a private interface: the endpoint has no authentication).
+    /// a private interface: the endpoint has no authentication). Needs the
+    /// `metrics-http` feature; without it, or if `addr` cannot be bound, the
+    /// server still runs and reports a
+    /// [`ServerStartError::Metrics`](super::ServerStartError::Metrics).
     #[must_use]
     pub fn with_metrics(mut self, addr: SocketAddr) -> Self {
         self.metrics_addr = Some(addr);

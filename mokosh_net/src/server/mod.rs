@@ -370,8 +370,8 @@ pub enum ServerStartError {
         #[source]
         source: std::io::Error,
     },
-    /// The metrics address could not be bound. The game server runs; only
-    /// the metrics endpoint is missing.
+    /// The metrics address could not be bound (or the `metrics-http` feature
+    /// is off). The game server runs; only the metrics endpoint is missing.
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         /// The address.
@@ -436,7 +436,11 @@ fn start_server(
     #[cfg(not(feature = "metrics-http"))]
     if let Some(addr) = server.config.metrics_addr {
         let _ = io_counters;
-        tracing::error!(%addr, "metrics_addr is set but the `metrics-http` feature is off");
+        let source = std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the `metrics-http` feature is off",
+        );
+        fail(&mut server, ServerStartError::Metrics { addr, source });
     }
     #[cfg(feature = "metrics-http")]
     if let Some(addr) = server.config.metrics_addr {
