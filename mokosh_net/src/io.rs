@@ -28,11 +28,17 @@
 //!   credit. Delivering a frame to the ECS takes one; [`ConnectionLink::frame_consumed`]
 //!   gives it back. A connection without credit stops reading its socket, which
 //!   pushes back on the peer through TCP; no other connection is affected.
-//! * **Outbound:** [`ConnectionLink::send`] never blocks. Each connection has a
-//!   queue of `outbound_queue` frames; when it is full `send` returns
-//!   [`LinkError::Full`] and the caller is expected to disconnect the peer as a
-//!   slow consumer. A socket whose writes are stuck only ever stalls its own
-//!   task: there are no shared locks held across an `.await`.
+//! * **Outbound:** [`ConnectionLink::send`] never blocks. Each connection's
+//!   queue is sized in bytes: [`ConnectionLink::backlog_bytes`] reports what is
+//!   queued and not yet written to the socket. Past the hard cap
+//!   [`IoConfig::outbound_queue_bytes`] (or [`IoConfig::outbound_queue`] frames)
+//!   `send` returns [`LinkError::Full`]. The server plugin applies the softer
+//!   slow-consumer policy on top: a peer whose backlog stays over
+//!   [`IoConfig::outbound_budget_bytes`] for [`IoConfig::slow_consumer_ticks`]
+//!   consecutive ticks is disconnected as a slow consumer, so a burst that a
+//!   healthy reader drains within a few ticks never drops it. A socket whose
+//!   writes are stuck only ever stalls its own task: there are no shared locks
+//!   held across an `.await`.
 //!
 //! # TLS (`wss://`, cargo feature `tls`)
 //!
@@ -297,8 +303,22 @@ pub struct IoConfig {
     /// peer; a larger one closes the connection with [`CloseCause::Oversized`].
     /// Default 64 KiB + 64.
     pub max_frame_len: usize,
-    /// Per-connection outbound queue, in frames. Default 256.
+    /// Hard cap on one connection's outbound queue, in frames: one more and
+    /// [`ConnectionLink::send`] answers [`LinkError::Full`]. Default 4096.
     pub outbound_queue: usize,
+    /// Hard cap on one connection's outbound queue, in bytes: a frame that
+    /// would take the backlog past it is refused with [`LinkError::Full`]
+    /// (a frame into an empty queue is always accepted). Default 4 MiB.
+    pub outbound_queue_bytes: usize,
+    /// Slow-consumer budget (server plugin): a connection whose
+    /// [`ConnectionLink::backlog_bytes`] is over this after a tick's flush
+    /// counts one tick over budget. Default 1 MiB.
+    pub outbound_budget_bytes: usize,
+    /// Slow-consumer policy (server plugin): after this many consecutive ticks
+    /// over [`outbound_budget_bytes`](Self::outbound_budget_bytes), or at once
+    /// when the hard cap refuses a frame, the client is disconnected with
+    /// `SlowConsumer` (its DISCONNECT packet is still queued). Default 30.
+    pub slow_consumer_ticks: u32,
     /// Inbound credit: how many frames one connection may have waiting in the
     /// ECS channel (delivered but not yet [`ConnectionLink::frame_consumed`]).
     /// Default 64.
@@ -325,7 +345,10 @@ impl Default for IoConfig {
     fn default() -> Self {
         Self {
             max_frame_len: 64 * 1024 + 64,
-            outbound_queue: 256,
+            outbound_queue: 4096,
+            outbound_queue_bytes: 4 * 1024 * 1024,
+            outbound_budget_bytes: 1024 * 1024,
+            slow_consumer_ticks: 30,
             inbound_frames_per_connection: 64,
             max_connections: 1024,
             max_connections_per_ip: 64,
@@ -364,44 +387,91 @@ impl ChannelSizing {
     }
 }
 
-/// ECS-side handle to one connection. Clone-able; cheap.
+/// One connection as a transport backend provides it: the seam between the
+/// plugins and any transport (WebSocket, memory, a link conditioner wrapping
+/// either, or an out-of-crate backend such as a datagram socket or an
+/// engine-side socket).
+///
+/// A backend implements this for its per-connection state, wraps it in a
+/// [`ConnectionLink`] with [`ConnectionLink::new`] and hands that to the ECS in
+/// [`IoEvent::Opened`]; frames arrive as [`IoEvent::Frame`] and the end as one
+/// [`IoEvent::Closed`] on the endpoint's event channel. Every method must be
+/// cheap and must never block: the plugins call them on the game thread.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use mokosh_net::io::{ConnectionId, ConnectionLink, Link, LinkError};
+///
+/// /// A backend that keeps what is sent (a real one hands it to its socket).
+/// #[derive(Default)]
+/// struct Recorder(Mutex<Vec<Vec<u8>>>);
+///
+/// impl Link for Recorder {
+///     fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
+///         self.0.lock().unwrap().push(frame);
+///         Ok(())
+///     }
+///     fn close(&self) {}
+///     fn frame_consumed(&self) {}
+///     fn backlog_bytes(&self) -> usize {
+///         0
+///     }
+/// }
+///
+/// let link = ConnectionLink::new(ConnectionId(7), std::sync::Arc::new(Recorder::default()));
+/// link.send(vec![1, 2, 3]).unwrap();
+/// assert_eq!(link.id(), ConnectionId(7));
+/// ```
+pub trait Link: Send + Sync + 'static {
+    /// Queues one frame without blocking; [`LinkError::Full`] at the backend's
+    /// hard cap, [`LinkError::Closed`] once closed. Reliable ordered backends
+    /// deliver accepted frames in order.
+    fn send(&self, frame: Vec<u8>) -> Result<(), LinkError>;
+    /// Flushes what is queued (best effort, bounded in time), then closes and
+    /// emits exactly one [`IoEvent::Closed`]. Idempotent.
+    fn close(&self);
+    /// Returns one unit of inbound credit after the ECS processed a frame.
+    fn frame_consumed(&self);
+    /// Bytes accepted by [`send`](Self::send) and not yet handed to the
+    /// network (or to the peer).
+    fn backlog_bytes(&self) -> usize;
+    /// A short name for logs (`"websocket"`, `"memory"`, ...).
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// ECS-side handle to one connection: its id and its [`Link`]. Clone-able; cheap.
 #[derive(Clone)]
 pub struct ConnectionLink {
     id: ConnectionId,
-    inner: LinkInner,
-}
-
-#[derive(Clone)]
-enum LinkInner {
-    Task(Arc<conn::TaskLink>),
-    Memory(memory::MemLink),
+    inner: Arc<dyn Link>,
 }
 
 impl fmt::Debug for ConnectionLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.inner {
-            LinkInner::Task(_) => "websocket",
-            LinkInner::Memory(_) => "memory",
-        };
         f.debug_struct("ConnectionLink")
             .field("id", &self.id)
-            .field("transport", &kind)
+            .field("transport", &self.inner.kind())
             .finish()
     }
 }
 
 impl ConnectionLink {
+    /// A handle for connection `id` of a backend's [`Link`].
+    pub fn new(id: ConnectionId, link: Arc<dyn Link>) -> Self {
+        ConnectionLink { id, inner: link }
+    }
+
     /// Queues one frame without blocking.
     ///
     /// Returns [`LinkError::Full`] when the per-connection outbound queue is at
-    /// its cap (the caller then disconnects the peer as a slow consumer; this is
-    /// counted in `slow_consumers`), and [`LinkError::Closed`] once the
-    /// connection is closed or [`close`](Self::close) was called.
+    /// its hard cap ([`IoConfig::outbound_queue_bytes`] /
+    /// [`IoConfig::outbound_queue`]; counted in `slow_consumers`), and
+    /// [`LinkError::Closed`] once the connection is closed or
+    /// [`close`](Self::close) was called.
     pub fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
-        match &self.inner {
-            LinkInner::Task(t) => t.send(frame),
-            LinkInner::Memory(m) => m.send(frame),
-        }
+        self.inner.send(frame)
     }
 
     /// Asks the transport to flush what is queued, then close (WebSocket close
@@ -410,19 +480,19 @@ impl ConnectionLink {
     /// Idempotent. If the peer does not accept the queued data within about a
     /// second (a stuck socket), the connection is dropped without waiting longer.
     pub fn close(&self) {
-        match &self.inner {
-            LinkInner::Task(t) => t.close(),
-            LinkInner::Memory(m) => m.close(),
-        }
+        self.inner.close();
     }
 
     /// Returns one unit of inbound credit after the ECS processed one
     /// [`IoEvent::Frame`]. Extra calls (more than frames received) are ignored.
     pub fn frame_consumed(&self) {
-        match &self.inner {
-            LinkInner::Task(t) => t.frame_consumed(),
-            LinkInner::Memory(m) => m.frame_consumed(),
-        }
+        self.inner.frame_consumed();
+    }
+
+    /// Bytes queued for this connection and not yet written to the network:
+    /// the input of the slow-consumer policy ([`IoConfig::outbound_budget_bytes`]).
+    pub fn backlog_bytes(&self) -> usize {
+        self.inner.backlog_bytes()
     }
 
     /// The connection id.

@@ -24,6 +24,8 @@ pub struct ClientConnection {
     /// The peer's address, when the transport has one.
     pub remote: Option<SocketAddr>,
     pub(super) link: ConnectionLink,
+    /// Consecutive ticks whose flush left the backlog over the byte budget.
+    pub(super) over_budget_ticks: u32,
 }
 
 /// The connection's protocol state: keys, replay guard, rate limiter, timers.

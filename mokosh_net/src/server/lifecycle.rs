@@ -100,6 +100,7 @@ pub(super) fn open_connection(
                 connection: id,
                 remote,
                 link,
+                over_budget_ticks: 0,
             },
             NetSession(session),
             AuthenticatedPackets::default(),
