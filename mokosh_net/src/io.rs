@@ -217,7 +217,8 @@ pub struct IoCountersSnapshot {
     pub oversized_frames: u64,
     /// Connections closed because of a transport protocol violation.
     pub protocol_errors: u64,
-    /// Times [`ConnectionLink::send`] returned [`LinkError::Full`].
+    /// Connections whose [`ConnectionLink::send`] returned [`LinkError::Full`]
+    /// (the hard cap), each counted once.
     pub slow_consumers: u64,
     /// Connections closed because the endpoint's event channel was full.
     pub overloaded: u64,

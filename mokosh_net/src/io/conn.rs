@@ -76,6 +76,16 @@ pub(crate) struct TaskLink {
     backlog: AtomicUsize,
     /// Hard cap on `backlog`.
     max_backlog: usize,
+    /// Whether `send` already answered Full once (counted once per connection).
+    refused: AtomicBool,
+}
+
+impl TaskLink {
+    fn refused(&self) {
+        if !self.refused.swap(true, Ordering::AcqRel) {
+            self.counters.bump(Counter::SlowConsumer);
+        }
+    }
 }
 
 impl Link for TaskLink {
@@ -88,7 +98,7 @@ impl Link for TaskLink {
         // followed by an add never overshoots the cap.
         let queued = self.backlog.load(Ordering::Acquire);
         if queued > 0 && queued.saturating_add(len) > self.max_backlog {
-            self.counters.bump(Counter::SlowConsumer);
+            self.refused();
             return Err(LinkError::Full);
         }
         self.backlog.fetch_add(len, Ordering::AcqRel);
@@ -98,7 +108,7 @@ impl Link for TaskLink {
                 self.backlog.fetch_sub(len, Ordering::AcqRel);
                 match e {
                     mpsc::error::TrySendError::Full(_) => {
-                        self.counters.bump(Counter::SlowConsumer);
+                        self.refused();
                         Err(LinkError::Full)
                     }
                     mpsc::error::TrySendError::Closed(_) => Err(LinkError::Closed),
@@ -208,6 +218,7 @@ pub(crate) async fn run_connection<S>(
         counters: Arc::clone(&shared.counters),
         backlog: AtomicUsize::new(0),
         max_backlog: config.outbound_queue_bytes.max(1),
+        refused: AtomicBool::new(false),
     });
     let handle = ConnectionLink::new(id, Arc::clone(&link) as Arc<dyn Link>);
 

@@ -117,6 +117,7 @@ impl MemoryListener {
         let dir = || Direction {
             pending: VecDeque::new(),
             pending_bytes: 0,
+            refused: false,
             credit,
             outstanding: 0,
         };
@@ -207,6 +208,8 @@ struct Direction {
     pending: VecDeque<Vec<u8>>,
     /// Total length of `pending`.
     pending_bytes: usize,
+    /// Whether `send` already answered Full once (counted once per connection).
+    refused: bool,
     /// Frames the receiver may still be handed.
     credit: usize,
     /// Frames handed to the receiver and not yet `frame_consumed`.
@@ -358,7 +361,10 @@ impl Link for MemLink {
         let over_bytes = dir.pending_bytes > 0
             && dir.pending_bytes.saturating_add(frame.len()) > pair.outbound_cap_bytes;
         if dir.pending.len() >= pair.outbound_cap || over_bytes {
-            pair.counters[self.side].bump(Counter::SlowConsumer);
+            if !dir.refused {
+                dir.refused = true;
+                pair.counters[self.side].bump(Counter::SlowConsumer);
+            }
             return Err(LinkError::Full);
         }
         dir.pending_bytes += frame.len();

@@ -72,7 +72,7 @@ pub(super) fn flush_system(world: &mut World) {
                 // it (under the hard cap); anything else is dropped.
                 while let Some(frame) = session.poll_transmit() {
                     let len = frame.len() as u64;
-                    if link.send(frame).is_ok() {
+                    if !refused && link.send(frame).is_ok() {
                         server.metrics.bytes_out(len);
                     }
                 }
