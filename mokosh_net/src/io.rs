@@ -61,14 +61,18 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 mod conn;
+mod counters;
+pub mod limits;
 pub mod memory;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod websocket;
+
+pub(crate) use counters::Counter;
+pub use counters::{IoCounters, IoCountersSnapshot};
 
 /// Identifies one connection within one endpoint (unique, never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,139 +168,6 @@ pub enum CloseCause {
     Shutdown,
 }
 
-/// Transport counters, readable at any time (atomics; shared with the metrics layer).
-///
-/// All counters are monotonic except `connections_active`.
-#[derive(Debug, Default)]
-pub struct IoCounters {
-    connections_accepted: AtomicU64,
-    connections_active: AtomicU64,
-    connections_refused_total_cap: AtomicU64,
-    connections_refused_ip_cap: AtomicU64,
-    connections_refused_origin: AtomicU64,
-    handshake_timeouts: AtomicU64,
-    handshake_failures: AtomicU64,
-    frames_in: AtomicU64,
-    frames_out: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    oversized_frames: AtomicU64,
-    protocol_errors: AtomicU64,
-    slow_consumers: AtomicU64,
-    overloaded: AtomicU64,
-}
-
-/// A plain copy of [`IoCounters`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoCountersSnapshot {
-    /// Connections that were opened (an [`IoEvent::Opened`] was emitted).
-    /// Server endpoints only.
-    pub connections_accepted: u64,
-    /// Connections currently open (between `Opened` and `Closed`).
-    pub connections_active: u64,
-    /// TCP connections dropped because [`IoConfig::max_connections`] was reached.
-    pub connections_refused_total_cap: u64,
-    /// TCP connections dropped because [`IoConfig::max_connections_per_ip`] was reached.
-    pub connections_refused_ip_cap: u64,
-    /// Upgrades refused with HTTP 403 because of [`IoConfig::allowed_origins`].
-    pub connections_refused_origin: u64,
-    /// Upgrades that did not finish within [`IoConfig::handshake_timeout`].
-    pub handshake_timeouts: u64,
-    /// Upgrades (or TLS handshakes) that failed for any other reason (bad
-    /// HTTP, bad TLS, reset, ...).
-    pub handshake_failures: u64,
-    /// Frames delivered to the ECS.
-    pub frames_in: u64,
-    /// Frames handed to the transport for writing.
-    pub frames_out: u64,
-    /// Payload bytes of `frames_in`.
-    pub bytes_in: u64,
-    /// Payload bytes of `frames_out`.
-    pub bytes_out: u64,
-    /// Connections closed because the peer sent an oversized message.
-    pub oversized_frames: u64,
-    /// Connections closed because of a transport protocol violation.
-    pub protocol_errors: u64,
-    /// Connections whose [`ConnectionLink::send`] returned [`LinkError::Full`]
-    /// (the hard cap), each counted once.
-    pub slow_consumers: u64,
-    /// Connections closed because the endpoint's event channel was full.
-    pub overloaded: u64,
-}
-
-/// Which counter to bump; keeps the call sites short.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Counter {
-    Accepted,
-    RefusedTotalCap,
-    RefusedIpCap,
-    RefusedOrigin,
-    HandshakeTimeout,
-    HandshakeFailure,
-    Oversized,
-    ProtocolError,
-    SlowConsumer,
-    Overloaded,
-}
-
-impl IoCounters {
-    /// Reads every counter (each one atomically; the set is not one atomic snapshot).
-    pub fn snapshot(&self) -> IoCountersSnapshot {
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        IoCountersSnapshot {
-            connections_accepted: r(&self.connections_accepted),
-            connections_active: r(&self.connections_active),
-            connections_refused_total_cap: r(&self.connections_refused_total_cap),
-            connections_refused_ip_cap: r(&self.connections_refused_ip_cap),
-            connections_refused_origin: r(&self.connections_refused_origin),
-            handshake_timeouts: r(&self.handshake_timeouts),
-            handshake_failures: r(&self.handshake_failures),
-            frames_in: r(&self.frames_in),
-            frames_out: r(&self.frames_out),
-            bytes_in: r(&self.bytes_in),
-            bytes_out: r(&self.bytes_out),
-            oversized_frames: r(&self.oversized_frames),
-            protocol_errors: r(&self.protocol_errors),
-            slow_consumers: r(&self.slow_consumers),
-            overloaded: r(&self.overloaded),
-        }
-    }
-
-    pub(crate) fn bump(&self, counter: Counter) {
-        let a = match counter {
-            Counter::Accepted => &self.connections_accepted,
-            Counter::RefusedTotalCap => &self.connections_refused_total_cap,
-            Counter::RefusedIpCap => &self.connections_refused_ip_cap,
-            Counter::RefusedOrigin => &self.connections_refused_origin,
-            Counter::HandshakeTimeout => &self.handshake_timeouts,
-            Counter::HandshakeFailure => &self.handshake_failures,
-            Counter::Oversized => &self.oversized_frames,
-            Counter::ProtocolError => &self.protocol_errors,
-            Counter::SlowConsumer => &self.slow_consumers,
-            Counter::Overloaded => &self.overloaded,
-        };
-        a.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn opened(&self) {
-        self.connections_active.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn closed(&self) {
-        self.connections_active.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn frame_in(&self, len: usize) {
-        self.frames_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn frame_out(&self, len: usize) {
-        self.frames_out.fetch_add(1, Ordering::Relaxed);
-        self.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
-    }
-}
-
 /// Transport limits and policies, shared by both transports.
 #[derive(Debug, Clone)]
 pub struct IoConfig {
@@ -327,8 +198,20 @@ pub struct IoConfig {
     /// Most simultaneous connections a server endpoint holds, including ones
     /// still in the upgrade. Default 1024.
     pub max_connections: usize,
-    /// Most simultaneous connections from one IP address. Default 64.
+    /// Most simultaneous connections from one address key: an IPv4 address,
+    /// or an IPv6 prefix of [`ipv6_prefix_len`](Self::ipv6_prefix_len) bits
+    /// (see [`limits::ip_key`]). Default 64.
     pub max_connections_per_ip: usize,
+    /// How many leading bits of an IPv6 address form its key for the per-IP
+    /// cap and rate limit. Default 64 (one /64 per subscriber).
+    pub ipv6_prefix_len: u8,
+    /// Most connections that have not authenticated yet (see
+    /// [`ConnectionLink::mark_authenticated`]), so that handshakes in flight
+    /// cannot take the whole [`max_connections`](Self::max_connections).
+    /// Default 256.
+    pub max_unauthenticated: usize,
+    /// Arrival-rate limits on new connections (server endpoints).
+    pub accept_rate: limits::AcceptRate,
     /// Time from TCP accept (or client connect start) to a finished WebSocket
     /// upgrade, including the TLS handshake for `wss://`. Default 5 s.
     pub handshake_timeout: Duration,
@@ -353,6 +236,9 @@ impl Default for IoConfig {
             inbound_frames_per_connection: 64,
             max_connections: 1024,
             max_connections_per_ip: 64,
+            ipv6_prefix_len: 64,
+            max_unauthenticated: 256,
+            accept_rate: limits::AcceptRate::default(),
             handshake_timeout: Duration::from_secs(5),
             allowed_origins: None,
         }
@@ -436,6 +322,10 @@ pub trait Link: Send + Sync + 'static {
     /// Bytes accepted by [`send`](Self::send) and not yet handed to the
     /// network (or to the peer).
     fn backlog_bytes(&self) -> usize;
+    /// The session on this connection authenticated: it no longer counts
+    /// against [`IoConfig::max_unauthenticated`]. Idempotent; a no-op for
+    /// backends without that cap.
+    fn mark_authenticated(&self) {}
     /// A short name for logs (`"websocket"`, `"memory"`, ...).
     fn kind(&self) -> &'static str {
         "custom"
@@ -494,6 +384,13 @@ impl ConnectionLink {
     /// the input of the slow-consumer policy ([`IoConfig::outbound_budget_bytes`]).
     pub fn backlog_bytes(&self) -> usize {
         self.inner.backlog_bytes()
+    }
+
+    /// Marks the connection authenticated (the server plugin does this when
+    /// the client is admitted), releasing its place under
+    /// [`IoConfig::max_unauthenticated`]. Idempotent.
+    pub fn mark_authenticated(&self) {
+        self.inner.mark_authenticated();
     }
 
     /// The connection id.

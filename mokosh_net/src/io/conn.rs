@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
+use super::limits::Unauthenticated;
 use super::{
     ChannelSizing, CloseCause, ConnectionId, ConnectionLink, Counter, IoConfig, IoCounters,
     IoEvent, Link, LinkError,
@@ -78,6 +79,8 @@ pub(crate) struct TaskLink {
     max_backlog: usize,
     /// Whether `send` already answered Full once (counted once per connection).
     refused: AtomicBool,
+    /// Its place under `IoConfig::max_unauthenticated` until authenticated.
+    unauthenticated: std::sync::Mutex<Option<Unauthenticated>>,
 }
 
 impl TaskLink {
@@ -133,6 +136,15 @@ impl Link for TaskLink {
 
     fn backlog_bytes(&self) -> usize {
         self.backlog.load(Ordering::Acquire)
+    }
+
+    fn mark_authenticated(&self) {
+        let place = self
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(place);
     }
 
     fn kind(&self) -> &'static str {
@@ -201,6 +213,7 @@ pub(crate) async fn run_connection<S>(
     ws: WebSocketStream<S>,
     id: ConnectionId,
     remote: Option<SocketAddr>,
+    unauthenticated: Option<Unauthenticated>,
     shared: Arc<EndpointShared>,
     mut shutdown: watch::Receiver<()>,
 ) where
@@ -219,6 +232,7 @@ pub(crate) async fn run_connection<S>(
         backlog: AtomicUsize::new(0),
         max_backlog: config.outbound_queue_bytes.max(1),
         refused: AtomicBool::new(false),
+        unauthenticated: std::sync::Mutex::new(unauthenticated),
     });
     let handle = ConnectionLink::new(id, Arc::clone(&link) as Arc<dyn Link>);
 

@@ -126,6 +126,11 @@ pub(super) fn process_session_events(world: &mut World, server: &mut MokoshServe
                     .get::<AuthenticatedIdentity>(entity)
                     .map(|identity| identity.0.clone());
                 let client_id = ClientId(client_id);
+                if let Some(connection) = world.get::<ClientConnection>(entity) {
+                    // No longer counts against the transport's cap on
+                    // connections still authenticating.
+                    connection.link.mark_authenticated();
+                }
                 world.entity_mut(entity).insert((client_id, Connected));
                 server.clients.insert(client_id, entity);
                 server.churn.connected += 1;
