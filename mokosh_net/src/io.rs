@@ -63,6 +63,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod conditioner;
 mod conn;
 mod counters;
 pub mod limits;
