@@ -14,6 +14,30 @@
 //! * [`memory`] — an in-process, synchronous, deterministic pair of channels
 //!   for tests (no tokio involved).
 //!
+//! # The transport seam
+//!
+//! A connection is a [`Link`] (send, close, return inbound credit, report its
+//! byte backlog, mark authenticated) behind a [`ConnectionLink`]; an endpoint
+//! is an event channel of [`IoEvent`]s. Any backend — a datagram transport, an
+//! engine-side (e.g. Godot) socket — implements [`Link`] for its connections,
+//! builds their handles with [`ConnectionLink::new`] and reports them in
+//! [`IoEvent::Opened`]; see the example on [`Link`]. The
+//! [`conditioner`] wraps any link with latency, jitter, a bandwidth cap and
+//! (on unreliable links) loss and duplication, driven by the caller's clock.
+//!
+//! # Admission (server endpoints)
+//!
+//! Before any TLS or WebSocket work the accept loop applies, in order: the
+//! arrival-rate token buckets ([`IoConfig::accept_rate`], per address key and
+//! global), the total cap, the cap on connections not yet authenticated
+//! ([`IoConfig::max_unauthenticated`]; the server plugin calls
+//! [`ConnectionLink::mark_authenticated`] on admission) and the per-address
+//! cap, where the address key is the IPv4 address or the IPv6 /64
+//! ([`limits::ip_key`]). A refused `ws://` upgrade gets HTTP 503 with the
+//! reason as its body ([`websocket::REFUSED_RATE`] and siblings). Each TLS
+//! handshake runs in its connection's own task, so handshakes spread over
+//! the runtime's workers rather than queueing behind the accept loop.
+//!
 //! # Events and links
 //!
 //! Every endpoint hands the ECS one bounded [`crossbeam_channel::Receiver`] of
