@@ -224,6 +224,16 @@ impl Conditioner {
     }
 }
 
+impl Drop for Conditioner {
+    fn drop(&mut self) {
+        // Nobody will poll any more: a close still waiting for frames on the
+        // wire must not leave the inner connection open.
+        if self.lock().close_requested {
+            self.inner.close();
+        }
+    }
+}
+
 impl Link for Conditioner {
     fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
         let mut state = self.lock();

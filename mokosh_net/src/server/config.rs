@@ -60,6 +60,11 @@ pub struct ServerPluginConfig {
     /// this often (measured on the server's clock), and none when nothing
     /// happened. Default 10 s.
     pub connection_log_interval: Duration,
+    /// A link conditioner in front of every connection's outbound link
+    /// (latency, jitter, bandwidth), driven by the server's clock each tick;
+    /// `None` (default) sends directly. Each connection's schedule is seeded
+    /// with the configured seed plus its connection id.
+    pub link_conditioner: Option<crate::io::conditioner::LinkConditionerConfig>,
 }
 
 /// Bounds on the authentication provider's work. Each request runs as a task
@@ -138,6 +143,7 @@ impl core::fmt::Debug for ServerPluginConfig {
             .field("auth_limits", &self.auth_limits)
             .field("sessions_per_identity", &self.sessions_per_identity)
             .field("connection_log_interval", &self.connection_log_interval)
+            .field("link_conditioner", &self.link_conditioner)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +175,17 @@ impl ServerPluginConfig {
             auth_limits: AuthLimits::default(),
             sessions_per_identity: SessionsPerIdentity::default(),
             connection_log_interval: Duration::from_secs(10),
+            link_conditioner: None,
         }
+    }
+
+    /// Puts a link conditioner in front of every connection's outbound link
+    /// (see [`link_conditioner`](Self::link_conditioner)).
+    pub fn with_link_conditioner(
+        mut self,
+        conditioner: crate::io::conditioner::LinkConditionerConfig,
+    ) -> Self {
+        self.link_conditioner = Some(conditioner);
+        self
     }
 }

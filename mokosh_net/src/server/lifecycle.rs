@@ -94,6 +94,15 @@ pub(super) fn open_connection(
     let client_id = server.next_client_id;
     server.next_client_id += 1;
     let session = Session::server(&protocol, client_id, now);
+    let conditioner = server.config.link_conditioner.clone().map(|mut config| {
+        config.seed = config.seed.wrapping_add(id.0);
+        let conditioned = crate::io::conditioner::ConditionedLink::new(link.clone(), config, true);
+        conditioned.poll(now);
+        conditioned
+    });
+    let link = conditioner
+        .as_ref()
+        .map_or(link, |conditioned| conditioned.link().clone());
     let entity = world
         .spawn((
             ClientConnection {
@@ -101,6 +110,7 @@ pub(super) fn open_connection(
                 remote,
                 link,
                 over_budget_ticks: 0,
+                conditioner,
             },
             NetSession(session),
             AuthenticatedPackets::default(),

@@ -19,12 +19,16 @@ pub(super) fn flush_system(world: &mut World) {
     world.resource_scope::<MokoshServer, _>(|world, mut server| {
         let entities: Vec<Entity> = server.connections.values().copied().collect();
         for entity in entities {
-            let Some(link) = world
+            let Some((link, conditioner)) = world
                 .get::<ClientConnection>(entity)
-                .map(|connection| connection.link.clone())
+                .map(|connection| (connection.link.clone(), connection.conditioner.clone()))
             else {
                 continue;
             };
+            if let Some(conditioner) = &conditioner {
+                // Stamps this tick's sends with `now`, releases what is due.
+                conditioner.poll(now);
+            }
             let Some(mut session) = world.get_mut::<NetSession>(entity) else {
                 continue;
             };
@@ -76,6 +80,9 @@ pub(super) fn flush_system(world: &mut World) {
                         server.metrics.bytes_out(len);
                     }
                 }
+            }
+            if let Some(conditioner) = &conditioner {
+                conditioner.poll(now);
             }
             let (rtt, stats) = (session.rtt(), session.stats());
             if let Some(mut component) = world.get_mut::<ConnectionRtt>(entity) {
