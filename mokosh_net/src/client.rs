@@ -42,6 +42,10 @@ pub struct ClientPluginConfig {
     pub worker_threads: usize,
     /// Limits applied when decoding typed messages.
     pub decode_limits: DecodeLimits,
+    /// A link conditioner in front of the outbound link (latency, jitter,
+    /// bandwidth), driven by the app's clock each tick; `None` (default)
+    /// sends directly.
+    pub link_conditioner: Option<crate::io::conditioner::LinkConditionerConfig>,
 }
 
 impl ClientPluginConfig {
@@ -69,7 +73,18 @@ impl ClientPluginConfig {
             io,
             worker_threads: 1,
             decode_limits: DecodeLimits::default(),
+            link_conditioner: None,
         }
+    }
+
+    /// Puts a link conditioner in front of the outbound link (see
+    /// [`link_conditioner`](Self::link_conditioner)).
+    pub fn with_link_conditioner(
+        mut self,
+        conditioner: crate::io::conditioner::LinkConditionerConfig,
+    ) -> Self {
+        self.link_conditioner = Some(conditioner);
+        self
     }
 }
 
@@ -111,6 +126,7 @@ impl Plugin for MokoshClientPlugin {
             endpoint: None,
             closing: false,
             link: None,
+            conditioner: None,
             session: None,
             inbox: HashMap::new(),
             rtt: RttEstimate::default(),
@@ -189,6 +205,9 @@ pub struct MokoshClient {
     /// The session ended; the endpoint is kept until its transport closes.
     closing: bool,
     link: Option<ConnectionLink>,
+    /// The conditioner `link` goes through, polled each flush until the
+    /// transport closes.
+    conditioner: Option<crate::io::conditioner::ConditionedLink>,
     session: Option<Session>,
     inbox: HashMap<u16, Vec<ReceivedMessage>>,
     rtt: RttEstimate,
@@ -363,6 +382,18 @@ fn receive_system(world: &mut World) {
                     match Session::client(&config, now) {
                         Ok(session) => {
                             client.session = Some(session);
+                            let link = match client.config.link_conditioner.clone() {
+                                Some(config) => {
+                                    let conditioned = crate::io::conditioner::ConditionedLink::new(
+                                        link, config, true,
+                                    );
+                                    conditioned.poll(now);
+                                    let link = conditioned.link().clone();
+                                    client.conditioner = Some(conditioned);
+                                    link
+                                }
+                                None => link,
+                            };
                             client.link = Some(link);
                         }
                         Err(error) => {
@@ -394,6 +425,7 @@ fn receive_system(world: &mut World) {
                         None if closing => {
                             client.closing = false;
                             client.endpoint = None;
+                            client.conditioner = None;
                         }
                         None => {
                             // The transport never came up.
@@ -513,6 +545,10 @@ fn flush_system(world: &mut World) {
     let now: Instant = now(world);
     world.resource_scope::<MokoshClient, _>(|world, mut client| {
         let client = &mut *client;
+        if let Some(conditioner) = &client.conditioner {
+            // Stamps this tick's sends with `now`, releases what is due.
+            conditioner.poll(now);
+        }
         if let Some(session) = client.session.as_mut() {
             session.handle_timeout(now);
             if let Some(link) = &client.link {
@@ -533,6 +569,9 @@ fn flush_system(world: &mut World) {
             }
             client.rtt = session.rtt();
             client.stats = session.stats();
+        }
+        if let Some(conditioner) = &client.conditioner {
+            conditioner.poll(now);
         }
         process_events(world, client);
         client.inbox.clear();
