@@ -269,8 +269,12 @@ impl Drop for MokoshClient {
                 }
             }
             link.close();
+            drop(link);
             self.closing = true;
         }
+        // A conditioner nobody will poll again hands over what it still
+        // holds (the goodbye) and closes the transport.
+        self.conditioner = None;
         if !self.closing {
             return;
         }

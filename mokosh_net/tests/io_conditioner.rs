@@ -186,3 +186,20 @@ fn close_waits_for_the_frames_on_the_wire() {
     assert_eq!(*recorder.frames.lock().unwrap(), vec![vec![9]]);
     assert!(*recorder.closed.lock().unwrap());
 }
+
+#[test]
+fn dropping_the_conditioner_delivers_what_is_on_the_wire_then_closes() {
+    let config = LinkConditionerConfig {
+        latency: ms(500),
+        ..Default::default()
+    };
+    let (link, recorder) = conditioned(config, true);
+    link.poll(Instant::now());
+    link.link().send(vec![1]).unwrap();
+    link.link().send(vec![2]).unwrap();
+    link.link().close();
+    assert!(recorder.frames.lock().unwrap().is_empty());
+    drop(link);
+    assert_eq!(*recorder.frames.lock().unwrap(), vec![vec![1], vec![2]]);
+    assert!(*recorder.closed.lock().unwrap());
+}

@@ -226,9 +226,18 @@ impl Conditioner {
 
 impl Drop for Conditioner {
     fn drop(&mut self) {
-        // Nobody will poll any more: a close still waiting for frames on the
-        // wire must not leave the inner connection open.
-        if self.lock().close_requested {
+        // Nobody will poll any more: what is still on the wire goes out now
+        // (a goodbye DISCONNECT must not be lost), and a close waiting for it
+        // must not leave the inner connection open.
+        let (frames, close) = {
+            let mut state = self.lock();
+            let frames: Vec<Vec<u8>> = state.queue.drain(..).map(|(_, f)| f).collect();
+            (frames, state.close_requested)
+        };
+        for frame in frames {
+            let _ = self.inner.send(frame);
+        }
+        if close {
             self.inner.close();
         }
     }
