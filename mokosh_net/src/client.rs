@@ -177,6 +177,8 @@ pub enum ConnectTarget {
     },
     /// An in-memory server in the same process.
     Memory(io::memory::MemoryListener),
+    /// Any other backend (see [`io::transport`]).
+    Custom(Arc<dyn io::transport::ClientBackend>),
 }
 
 impl core::fmt::Debug for ConnectTarget {
@@ -186,6 +188,7 @@ impl core::fmt::Debug for ConnectTarget {
             #[cfg(feature = "tls")]
             ConnectTarget::WebSocketTls { url, .. } => write!(f, "WebSocketTls({url})"),
             ConnectTarget::Memory(_) => f.write_str("Memory"),
+            ConnectTarget::Custom(_) => f.write_str("Custom"),
         }
     }
 }
@@ -468,6 +471,9 @@ fn start_connect(world: &mut World, client: &mut MokoshClient, target: ConnectTa
             io::websocket::connect_with_tls(&client.runtime, &url, client.config.io.clone(), tls)
         }
         ConnectTarget::Memory(listener) => listener.connect(),
+        ConnectTarget::Custom(backend) => {
+            backend.connect(&client.runtime, client.config.io.clone())
+        }
     };
     // A previous connection still closing is dropped here (its last frames
     // may be cut short by the reconnect).

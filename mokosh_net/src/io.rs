@@ -94,6 +94,7 @@ pub mod limits;
 pub mod memory;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod transport;
 pub mod websocket;
 
 pub(crate) use counters::Counter;
@@ -474,6 +475,8 @@ enum EndpointGuard {
     /// Dropping the sender wakes every task of the endpoint (`changed()` errors).
     Task(#[allow(dead_code)] tokio::sync::watch::Sender<()>),
     Memory(#[allow(dead_code)] memory::MemGuard),
+    /// An out-of-crate backend's state, dropped with the endpoint.
+    Custom(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>),
 }
 
 /// A listening server endpoint. Dropping it stops accepting and closes all its

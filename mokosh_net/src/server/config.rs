@@ -11,7 +11,7 @@ use crate::protocol::{DecodeLimits, KeyPair, ServerSecurity, SessionConfig};
 use crate::shared::io_config_for;
 
 /// Where the server listens.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum ServerTransport {
     /// WebSocket (binary messages) on this address.
     WebSocket(SocketAddr),
@@ -27,6 +27,20 @@ pub enum ServerTransport {
     /// The in-memory transport (tests, benchmarks, single-process games); the
     /// listener is available as the [`MemoryListenerHandle`](super::MemoryListenerHandle) resource.
     Memory,
+    /// Any other backend (see [`crate::io::transport`]).
+    Custom(Arc<dyn crate::io::transport::ServerBackend>),
+}
+
+impl core::fmt::Debug for ServerTransport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ServerTransport::WebSocket(addr) => write!(f, "WebSocket({addr})"),
+            #[cfg(feature = "tls")]
+            ServerTransport::WebSocketTls { addr, .. } => write!(f, "WebSocketTls({addr})"),
+            ServerTransport::Memory => f.write_str("Memory"),
+            ServerTransport::Custom(_) => f.write_str("Custom"),
+        }
+    }
 }
 
 /// Everything the server plugin needs.

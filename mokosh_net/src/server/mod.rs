@@ -360,6 +360,12 @@ fn start_server(
             commands.insert_resource(MemoryListenerHandle(listener));
             endpoint
         }
+        ServerTransport::Custom(backend) => {
+            match backend.listen(&server.runtime, server.config.io.clone()) {
+                Ok(endpoint) => endpoint,
+                Err(error) => panic!("the custom transport cannot listen: {error}"),
+            }
+        }
     };
     if let Some(addr) = endpoint.local_addr() {
         tracing::info!(%addr, "mokosh server listening");
