@@ -58,7 +58,8 @@ pub struct ServerPluginConfig {
     /// [`crate::auth::default_provider`] (development provider in debug
     /// builds, refuse-everyone in release builds until you configure one).
     pub auth: Option<Arc<dyn AuthProvider>>,
-    /// Worker threads of the IO runtime.
+    /// Worker threads of the IO runtime. Default: the machine's parallelism,
+    /// between 2 and 4 (TLS handshakes run in parallel on them).
     pub worker_threads: usize,
     /// Serve Prometheus text on `http://ADDR/metrics`.
     pub metrics_addr: Option<SocketAddr>,
@@ -183,7 +184,10 @@ impl ServerPluginConfig {
             session,
             io,
             auth: None,
-            worker_threads: 1,
+            // Each connection's TLS handshake and upgrade runs in its own
+            // task; more than one worker keeps them from queueing behind each
+            // other on one thread.
+            worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)),
             metrics_addr: None,
             decode_limits: DecodeLimits::default(),
             auth_limits: AuthLimits::default(),
