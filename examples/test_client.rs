@@ -3,8 +3,11 @@
 //! ```text
 //! cargo run --example test_client [-- --addr ws://127.0.0.1:8080] [--seconds 10]
 //!                                    [--key HEX | --key-file .mokosh/test_server.pub]
-//!                                    [--token NAME]
+//!                                    [--token NAME] [--latency-ms N] [--jitter-ms N]
 //! ```
+//!
+//! `--latency-ms` / `--jitter-ms` put a link conditioner in front of the
+//! client's outbound link; the printed RTT includes it.
 //!
 //! Connects, sends one input per tick and a chat line, prints its RTT and what
 //! it receives once a second, and exits 0 after `--seconds` (default 10) if it
@@ -71,10 +74,12 @@ fn main() -> ExitCode {
     .unwrap_or_else(|error| common::fail(&format!("server key: {error}")));
     let token = args.value("token").unwrap_or("test-client").to_owned();
     let limit = args.seconds().unwrap_or(Duration::from_secs(10));
+    let mut config = ClientPluginConfig::new(key, token);
+    config.link_conditioner = args.link_conditioner();
 
     let exit = App::new()
         .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::from_millis(2)))
-        .add_plugins(MokoshClientPlugin::new(ClientPluginConfig::new(key, token)))
+        .add_plugins(MokoshClientPlugin::new(config))
         .add_game_message::<PlayerInput>()
         .add_game_message::<WorldSnapshot>()
         .add_game_message::<Chat>()

@@ -3,7 +3,12 @@
 //! ```text
 //! cargo run --example test_server [-- --addr 127.0.0.1:8080] [--seconds N]
 //!                                    [--metrics 127.0.0.1:9100] [--key-dir .mokosh]
+//!                                    [--latency-ms N] [--jitter-ms N]
 //! ```
+//!
+//! `--latency-ms` / `--jitter-ms` put a link conditioner in front of every
+//! client's outbound link (added one-way delay and random extra delay; frames
+//! are never reordered).
 //!
 //! On first start it creates a Noise key pair in `--key-dir` (default
 //! `.mokosh/`): `test_server.key` (private, keep it secret) and
@@ -67,6 +72,7 @@ fn main() {
 
     let mut config = ServerPluginConfig::websocket(addr, keypair);
     config.auth = Some(Arc::new(DevAuthProvider::new()));
+    config.link_conditioner = args.link_conditioner();
     config.metrics_addr = args.value("metrics").map(|text| {
         text.parse()
             .unwrap_or_else(|error| common::fail(&format!("--metrics: {error}")))

@@ -93,6 +93,30 @@ impl Args {
         self.pairs.iter().any(|(n, _)| n == name)
     }
 
+    /// `--latency-ms N` and `--jitter-ms N` as a link conditioner on this
+    /// side's outbound link (`None` when neither is given).
+    pub(crate) fn link_conditioner(
+        &self,
+    ) -> Option<mokosh::io::conditioner::LinkConditionerConfig> {
+        let millis = |name: &str| {
+            self.value(name).map(|s| {
+                Duration::from_millis(s.parse().unwrap_or_else(|_| {
+                    eprintln!("--{name} takes a whole number of milliseconds");
+                    std::process::exit(2)
+                }))
+            })
+        };
+        let (latency, jitter) = (millis("latency-ms"), millis("jitter-ms"));
+        if latency.is_none() && jitter.is_none() {
+            return None;
+        }
+        Some(mokosh::io::conditioner::LinkConditionerConfig {
+            latency: latency.unwrap_or_default(),
+            jitter: jitter.unwrap_or_default(),
+            ..Default::default()
+        })
+    }
+
     /// `--seconds N` as a duration.
     pub(crate) fn seconds(&self) -> Option<Duration> {
         self.value("seconds").map(|s| {

@@ -14,6 +14,30 @@
 //! * [`memory`] — an in-process, synchronous, deterministic pair of channels
 //!   for tests (no tokio involved).
 //!
+//! # The transport seam
+//!
+//! A connection is a [`Link`] (send, close, return inbound credit, report its
+//! byte backlog, mark authenticated) behind a [`ConnectionLink`]; an endpoint
+//! is an event channel of [`IoEvent`]s. Any backend — a datagram transport, an
+//! engine-side (e.g. Godot) socket — implements [`Link`] for its connections,
+//! builds their handles with [`ConnectionLink::new`] and reports them in
+//! [`IoEvent::Opened`]; see the example on [`Link`]. The
+//! [`conditioner`] wraps any link with latency, jitter, a bandwidth cap and
+//! (on unreliable links) loss and duplication, driven by the caller's clock.
+//!
+//! # Admission (server endpoints)
+//!
+//! Before any TLS or WebSocket work the accept loop applies, in order: the
+//! arrival-rate token buckets ([`IoConfig::accept_rate`], per address key and
+//! global), the total cap, the cap on connections not yet authenticated
+//! ([`IoConfig::max_unauthenticated`]; the server plugin calls
+//! [`ConnectionLink::mark_authenticated`] on admission) and the per-address
+//! cap, where the address key is the IPv4 address or the IPv6 /64
+//! ([`limits::ip_key`]). A refused `ws://` upgrade gets HTTP 503 with the
+//! reason as its body ([`websocket::REFUSED_RATE`] and siblings). Each TLS
+//! handshake runs in its connection's own task, so handshakes spread over
+//! the runtime's workers rather than queueing behind the accept loop.
+//!
 //! # Events and links
 //!
 //! Every endpoint hands the ECS one bounded [`crossbeam_channel::Receiver`] of
@@ -28,11 +52,17 @@
 //!   credit. Delivering a frame to the ECS takes one; [`ConnectionLink::frame_consumed`]
 //!   gives it back. A connection without credit stops reading its socket, which
 //!   pushes back on the peer through TCP; no other connection is affected.
-//! * **Outbound:** [`ConnectionLink::send`] never blocks. Each connection has a
-//!   queue of `outbound_queue` frames; when it is full `send` returns
-//!   [`LinkError::Full`] and the caller is expected to disconnect the peer as a
-//!   slow consumer. A socket whose writes are stuck only ever stalls its own
-//!   task: there are no shared locks held across an `.await`.
+//! * **Outbound:** [`ConnectionLink::send`] never blocks. Each connection's
+//!   queue is sized in bytes: [`ConnectionLink::backlog_bytes`] reports what is
+//!   queued and not yet written to the socket. Past the hard cap
+//!   [`IoConfig::outbound_queue_bytes`] (or [`IoConfig::outbound_queue`] frames)
+//!   `send` returns [`LinkError::Full`]. The server plugin applies the softer
+//!   slow-consumer policy on top: a peer whose backlog stays over
+//!   [`IoConfig::outbound_budget_bytes`] for [`IoConfig::slow_consumer_ticks`]
+//!   consecutive ticks is disconnected as a slow consumer, so a burst that a
+//!   healthy reader drains within a few ticks never drops it. A socket whose
+//!   writes are stuck only ever stalls its own task: there are no shared locks
+//!   held across an `.await`.
 //!
 //! # TLS (`wss://`, cargo feature `tls`)
 //!
@@ -55,14 +85,20 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub mod conditioner;
 mod conn;
+mod counters;
+pub mod limits;
 pub mod memory;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod transport;
 pub mod websocket;
+
+pub(crate) use counters::Counter;
+pub use counters::{IoCounters, IoCountersSnapshot};
 
 /// Identifies one connection within one endpoint (unique, never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -158,138 +194,6 @@ pub enum CloseCause {
     Shutdown,
 }
 
-/// Transport counters, readable at any time (atomics; shared with the metrics layer).
-///
-/// All counters are monotonic except `connections_active`.
-#[derive(Debug, Default)]
-pub struct IoCounters {
-    connections_accepted: AtomicU64,
-    connections_active: AtomicU64,
-    connections_refused_total_cap: AtomicU64,
-    connections_refused_ip_cap: AtomicU64,
-    connections_refused_origin: AtomicU64,
-    handshake_timeouts: AtomicU64,
-    handshake_failures: AtomicU64,
-    frames_in: AtomicU64,
-    frames_out: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    oversized_frames: AtomicU64,
-    protocol_errors: AtomicU64,
-    slow_consumers: AtomicU64,
-    overloaded: AtomicU64,
-}
-
-/// A plain copy of [`IoCounters`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoCountersSnapshot {
-    /// Connections that were opened (an [`IoEvent::Opened`] was emitted).
-    /// Server endpoints only.
-    pub connections_accepted: u64,
-    /// Connections currently open (between `Opened` and `Closed`).
-    pub connections_active: u64,
-    /// TCP connections dropped because [`IoConfig::max_connections`] was reached.
-    pub connections_refused_total_cap: u64,
-    /// TCP connections dropped because [`IoConfig::max_connections_per_ip`] was reached.
-    pub connections_refused_ip_cap: u64,
-    /// Upgrades refused with HTTP 403 because of [`IoConfig::allowed_origins`].
-    pub connections_refused_origin: u64,
-    /// Upgrades that did not finish within [`IoConfig::handshake_timeout`].
-    pub handshake_timeouts: u64,
-    /// Upgrades (or TLS handshakes) that failed for any other reason (bad
-    /// HTTP, bad TLS, reset, ...).
-    pub handshake_failures: u64,
-    /// Frames delivered to the ECS.
-    pub frames_in: u64,
-    /// Frames handed to the transport for writing.
-    pub frames_out: u64,
-    /// Payload bytes of `frames_in`.
-    pub bytes_in: u64,
-    /// Payload bytes of `frames_out`.
-    pub bytes_out: u64,
-    /// Connections closed because the peer sent an oversized message.
-    pub oversized_frames: u64,
-    /// Connections closed because of a transport protocol violation.
-    pub protocol_errors: u64,
-    /// Times [`ConnectionLink::send`] returned [`LinkError::Full`].
-    pub slow_consumers: u64,
-    /// Connections closed because the endpoint's event channel was full.
-    pub overloaded: u64,
-}
-
-/// Which counter to bump; keeps the call sites short.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Counter {
-    Accepted,
-    RefusedTotalCap,
-    RefusedIpCap,
-    RefusedOrigin,
-    HandshakeTimeout,
-    HandshakeFailure,
-    Oversized,
-    ProtocolError,
-    SlowConsumer,
-    Overloaded,
-}
-
-impl IoCounters {
-    /// Reads every counter (each one atomically; the set is not one atomic snapshot).
-    pub fn snapshot(&self) -> IoCountersSnapshot {
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        IoCountersSnapshot {
-            connections_accepted: r(&self.connections_accepted),
-            connections_active: r(&self.connections_active),
-            connections_refused_total_cap: r(&self.connections_refused_total_cap),
-            connections_refused_ip_cap: r(&self.connections_refused_ip_cap),
-            connections_refused_origin: r(&self.connections_refused_origin),
-            handshake_timeouts: r(&self.handshake_timeouts),
-            handshake_failures: r(&self.handshake_failures),
-            frames_in: r(&self.frames_in),
-            frames_out: r(&self.frames_out),
-            bytes_in: r(&self.bytes_in),
-            bytes_out: r(&self.bytes_out),
-            oversized_frames: r(&self.oversized_frames),
-            protocol_errors: r(&self.protocol_errors),
-            slow_consumers: r(&self.slow_consumers),
-            overloaded: r(&self.overloaded),
-        }
-    }
-
-    pub(crate) fn bump(&self, counter: Counter) {
-        let a = match counter {
-            Counter::Accepted => &self.connections_accepted,
-            Counter::RefusedTotalCap => &self.connections_refused_total_cap,
-            Counter::RefusedIpCap => &self.connections_refused_ip_cap,
-            Counter::RefusedOrigin => &self.connections_refused_origin,
-            Counter::HandshakeTimeout => &self.handshake_timeouts,
-            Counter::HandshakeFailure => &self.handshake_failures,
-            Counter::Oversized => &self.oversized_frames,
-            Counter::ProtocolError => &self.protocol_errors,
-            Counter::SlowConsumer => &self.slow_consumers,
-            Counter::Overloaded => &self.overloaded,
-        };
-        a.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn opened(&self) {
-        self.connections_active.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn closed(&self) {
-        self.connections_active.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn frame_in(&self, len: usize) {
-        self.frames_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn frame_out(&self, len: usize) {
-        self.frames_out.fetch_add(1, Ordering::Relaxed);
-        self.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
-    }
-}
-
 /// Transport limits and policies, shared by both transports.
 #[derive(Debug, Clone)]
 pub struct IoConfig {
@@ -297,8 +201,22 @@ pub struct IoConfig {
     /// peer; a larger one closes the connection with [`CloseCause::Oversized`].
     /// Default 64 KiB + 64.
     pub max_frame_len: usize,
-    /// Per-connection outbound queue, in frames. Default 256.
+    /// Hard cap on one connection's outbound queue, in frames: one more and
+    /// [`ConnectionLink::send`] answers [`LinkError::Full`]. Default 4096.
     pub outbound_queue: usize,
+    /// Hard cap on one connection's outbound queue, in bytes: a frame that
+    /// would take the backlog past it is refused with [`LinkError::Full`]
+    /// (a frame into an empty queue is always accepted). Default 4 MiB.
+    pub outbound_queue_bytes: usize,
+    /// Slow-consumer budget (server plugin): a connection whose
+    /// [`ConnectionLink::backlog_bytes`] is over this after a tick's flush
+    /// counts one tick over budget. Default 1 MiB.
+    pub outbound_budget_bytes: usize,
+    /// Slow-consumer policy (server plugin): after this many consecutive ticks
+    /// over [`outbound_budget_bytes`](Self::outbound_budget_bytes), or at once
+    /// when the hard cap refuses a frame, the client is disconnected with
+    /// `SlowConsumer` (its DISCONNECT packet is still queued). Default 30.
+    pub slow_consumer_ticks: u32,
     /// Inbound credit: how many frames one connection may have waiting in the
     /// ECS channel (delivered but not yet [`ConnectionLink::frame_consumed`]).
     /// Default 64.
@@ -306,8 +224,20 @@ pub struct IoConfig {
     /// Most simultaneous connections a server endpoint holds, including ones
     /// still in the upgrade. Default 1024.
     pub max_connections: usize,
-    /// Most simultaneous connections from one IP address. Default 64.
+    /// Most simultaneous connections from one address key: an IPv4 address,
+    /// or an IPv6 prefix of [`ipv6_prefix_len`](Self::ipv6_prefix_len) bits
+    /// (see [`limits::ip_key`]). Default 64.
     pub max_connections_per_ip: usize,
+    /// How many leading bits of an IPv6 address form its key for the per-IP
+    /// cap and rate limit. Default 64 (one /64 per subscriber).
+    pub ipv6_prefix_len: u8,
+    /// Most connections that have not authenticated yet (see
+    /// [`ConnectionLink::mark_authenticated`]), so that handshakes in flight
+    /// cannot take the whole [`max_connections`](Self::max_connections).
+    /// Default 256.
+    pub max_unauthenticated: usize,
+    /// Arrival-rate limits on new connections (server endpoints).
+    pub accept_rate: limits::AcceptRate,
     /// Time from TCP accept (or client connect start) to a finished WebSocket
     /// upgrade, including the TLS handshake for `wss://`. Default 5 s.
     pub handshake_timeout: Duration,
@@ -325,10 +255,16 @@ impl Default for IoConfig {
     fn default() -> Self {
         Self {
             max_frame_len: 64 * 1024 + 64,
-            outbound_queue: 256,
+            outbound_queue: 4096,
+            outbound_queue_bytes: 4 * 1024 * 1024,
+            outbound_budget_bytes: 1024 * 1024,
+            slow_consumer_ticks: 30,
             inbound_frames_per_connection: 64,
             max_connections: 1024,
             max_connections_per_ip: 64,
+            ipv6_prefix_len: 64,
+            max_unauthenticated: 256,
+            accept_rate: limits::AcceptRate::default(),
             handshake_timeout: Duration::from_secs(5),
             allowed_origins: None,
         }
@@ -364,44 +300,95 @@ impl ChannelSizing {
     }
 }
 
-/// ECS-side handle to one connection. Clone-able; cheap.
+/// One connection as a transport backend provides it: the seam between the
+/// plugins and any transport (WebSocket, memory, a link conditioner wrapping
+/// either, or an out-of-crate backend such as a datagram socket or an
+/// engine-side socket).
+///
+/// A backend implements this for its per-connection state, wraps it in a
+/// [`ConnectionLink`] with [`ConnectionLink::new`] and hands that to the ECS in
+/// [`IoEvent::Opened`]; frames arrive as [`IoEvent::Frame`] and the end as one
+/// [`IoEvent::Closed`] on the endpoint's event channel. Every method must be
+/// cheap and must never block: the plugins call them on the game thread.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use mokosh_net::io::{ConnectionId, ConnectionLink, Link, LinkError};
+///
+/// /// A backend that keeps what is sent (a real one hands it to its socket).
+/// #[derive(Default)]
+/// struct Recorder(Mutex<Vec<Vec<u8>>>);
+///
+/// impl Link for Recorder {
+///     fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
+///         self.0.lock().unwrap().push(frame);
+///         Ok(())
+///     }
+///     fn close(&self) {}
+///     fn frame_consumed(&self) {}
+///     fn backlog_bytes(&self) -> usize {
+///         0
+///     }
+/// }
+///
+/// let link = ConnectionLink::new(ConnectionId(7), std::sync::Arc::new(Recorder::default()));
+/// link.send(vec![1, 2, 3]).unwrap();
+/// assert_eq!(link.id(), ConnectionId(7));
+/// ```
+pub trait Link: Send + Sync + 'static {
+    /// Queues one frame without blocking; [`LinkError::Full`] at the backend's
+    /// hard cap, [`LinkError::Closed`] once closed. Reliable ordered backends
+    /// deliver accepted frames in order.
+    fn send(&self, frame: Vec<u8>) -> Result<(), LinkError>;
+    /// Flushes what is queued (best effort, bounded in time), then closes and
+    /// emits exactly one [`IoEvent::Closed`]. Idempotent.
+    fn close(&self);
+    /// Returns one unit of inbound credit after the ECS processed a frame.
+    fn frame_consumed(&self);
+    /// Bytes accepted by [`send`](Self::send) and not yet handed to the
+    /// network (or to the peer).
+    fn backlog_bytes(&self) -> usize;
+    /// The session on this connection authenticated: it no longer counts
+    /// against [`IoConfig::max_unauthenticated`]. Idempotent; a no-op for
+    /// backends without that cap.
+    fn mark_authenticated(&self) {}
+    /// A short name for logs (`"websocket"`, `"memory"`, ...).
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// ECS-side handle to one connection: its id and its [`Link`]. Clone-able; cheap.
 #[derive(Clone)]
 pub struct ConnectionLink {
     id: ConnectionId,
-    inner: LinkInner,
-}
-
-#[derive(Clone)]
-enum LinkInner {
-    Task(Arc<conn::TaskLink>),
-    Memory(memory::MemLink),
+    inner: Arc<dyn Link>,
 }
 
 impl fmt::Debug for ConnectionLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.inner {
-            LinkInner::Task(_) => "websocket",
-            LinkInner::Memory(_) => "memory",
-        };
         f.debug_struct("ConnectionLink")
             .field("id", &self.id)
-            .field("transport", &kind)
+            .field("transport", &self.inner.kind())
             .finish()
     }
 }
 
 impl ConnectionLink {
+    /// A handle for connection `id` of a backend's [`Link`].
+    pub fn new(id: ConnectionId, link: Arc<dyn Link>) -> Self {
+        ConnectionLink { id, inner: link }
+    }
+
     /// Queues one frame without blocking.
     ///
     /// Returns [`LinkError::Full`] when the per-connection outbound queue is at
-    /// its cap (the caller then disconnects the peer as a slow consumer; this is
-    /// counted in `slow_consumers`), and [`LinkError::Closed`] once the
-    /// connection is closed or [`close`](Self::close) was called.
+    /// its hard cap ([`IoConfig::outbound_queue_bytes`] /
+    /// [`IoConfig::outbound_queue`]; counted in `slow_consumers`), and
+    /// [`LinkError::Closed`] once the connection is closed or
+    /// [`close`](Self::close) was called.
     pub fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
-        match &self.inner {
-            LinkInner::Task(t) => t.send(frame),
-            LinkInner::Memory(m) => m.send(frame),
-        }
+        self.inner.send(frame)
     }
 
     /// Asks the transport to flush what is queued, then close (WebSocket close
@@ -410,19 +397,26 @@ impl ConnectionLink {
     /// Idempotent. If the peer does not accept the queued data within about a
     /// second (a stuck socket), the connection is dropped without waiting longer.
     pub fn close(&self) {
-        match &self.inner {
-            LinkInner::Task(t) => t.close(),
-            LinkInner::Memory(m) => m.close(),
-        }
+        self.inner.close();
     }
 
     /// Returns one unit of inbound credit after the ECS processed one
     /// [`IoEvent::Frame`]. Extra calls (more than frames received) are ignored.
     pub fn frame_consumed(&self) {
-        match &self.inner {
-            LinkInner::Task(t) => t.frame_consumed(),
-            LinkInner::Memory(m) => m.frame_consumed(),
-        }
+        self.inner.frame_consumed();
+    }
+
+    /// Bytes queued for this connection and not yet written to the network:
+    /// the input of the slow-consumer policy ([`IoConfig::outbound_budget_bytes`]).
+    pub fn backlog_bytes(&self) -> usize {
+        self.inner.backlog_bytes()
+    }
+
+    /// Marks the connection authenticated (the server plugin does this when
+    /// the client is admitted), releasing its place under
+    /// [`IoConfig::max_unauthenticated`]. Idempotent.
+    pub fn mark_authenticated(&self) {
+        self.inner.mark_authenticated();
     }
 
     /// The connection id.
@@ -481,6 +475,8 @@ enum EndpointGuard {
     /// Dropping the sender wakes every task of the endpoint (`changed()` errors).
     Task(#[allow(dead_code)] tokio::sync::watch::Sender<()>),
     Memory(#[allow(dead_code)] memory::MemGuard),
+    /// An out-of-crate backend's state, dropped with the endpoint.
+    Custom(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>),
 }
 
 /// A listening server endpoint. Dropping it stops accepting and closes all its

@@ -192,6 +192,49 @@ fn credit_limits_frames_in_the_channel() {
 }
 
 #[test]
+fn the_outbound_queue_is_capped_in_bytes_and_reports_its_backlog() {
+    let config = IoConfig {
+        inbound_frames_per_connection: 1,
+        outbound_queue_bytes: 1000,
+        ..IoConfig::default()
+    };
+    let s = setup(config);
+    // The first frame goes straight through on credit: no backlog.
+    assert_eq!(s.server_link.send(vec![0; 10]), Ok(()));
+    assert_eq!(s.server_link.backlog_bytes(), 0);
+    assert_eq!(s.server_link.send(vec![1; 600]), Ok(()));
+    assert_eq!(s.server_link.send(vec![2; 400]), Ok(()));
+    assert_eq!(s.server_link.backlog_bytes(), 1000);
+    // One byte more than the cap.
+    assert_eq!(s.server_link.send(vec![3; 1]), Err(LinkError::Full));
+    assert_eq!(s.server_link.backlog_bytes(), 1000);
+    assert_eq!(s.server.counters().snapshot().slow_consumers, 1);
+    // The peer reads one frame: the next one (600 bytes) leaves the backlog.
+    assert!(matches!(
+        s.client.events().try_recv(),
+        Ok(IoEvent::Frame { .. })
+    ));
+    s.client_link.frame_consumed();
+    assert_eq!(s.server_link.backlog_bytes(), 400);
+    assert_eq!(s.server_link.send(vec![4; 600]), Ok(()));
+    assert_eq!(s.server_link.backlog_bytes(), 1000);
+}
+
+#[test]
+fn a_frame_into_an_empty_queue_is_accepted_whatever_its_size() {
+    let config = IoConfig {
+        inbound_frames_per_connection: 1,
+        outbound_queue_bytes: 100,
+        ..IoConfig::default()
+    };
+    let s = setup(config);
+    assert_eq!(s.server_link.send(vec![0; 10]), Ok(()));
+    assert_eq!(s.server_link.send(vec![1; 500]), Ok(()));
+    assert_eq!(s.server_link.backlog_bytes(), 500);
+    assert_eq!(s.server_link.send(vec![2; 1]), Err(LinkError::Full));
+}
+
+#[test]
 fn full_when_outbound_cap_is_hit() {
     let config = IoConfig {
         inbound_frames_per_connection: 2,
@@ -207,7 +250,8 @@ fn full_when_outbound_cap_is_hit() {
     }
     assert_eq!(s.server_link.send(vec![6]), Err(LinkError::Full));
     assert_eq!(s.server_link.send(vec![7]), Err(LinkError::Full));
-    assert_eq!(s.server.counters().snapshot().slow_consumers, 2);
+    // Counted once per connection, not per refused frame.
+    assert_eq!(s.server.counters().snapshot().slow_consumers, 1);
     // The ECS disconnects the slow consumer.
     s.server_link.close();
     assert_eq!(closed(s.server.events(), sid), CloseCause::Local);

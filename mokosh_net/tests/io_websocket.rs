@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use mokosh_net::io::limits::AcceptRate;
 use mokosh_net::io::{
     ClientEndpoint, CloseCause, ConnectionId, ConnectionLink, IoConfig, IoEvent, IoRuntime,
     LinkError, ServerEndpoint, websocket,
@@ -302,6 +303,7 @@ fn two_hundred_concurrent_clients() {
     let rt = IoRuntime::new(2).unwrap();
     let config = IoConfig {
         max_connections_per_ip: 1000,
+        accept_rate: AcceptRate::unlimited(),
         ..IoConfig::default()
     };
     let (server, addr, driver) = server(&rt, config.clone());

@@ -493,10 +493,15 @@ fn transport_counters_use_reason_labels() {
             "mokosh_io_connections_refused_total{reason=\"cap\"}",
             "mokosh_io_connections_refused_total{reason=\"ip_cap\"}",
             "mokosh_io_connections_refused_total{reason=\"origin\"}",
+            "mokosh_io_connections_refused_total{reason=\"rate\"}",
+            "mokosh_io_connections_refused_total{reason=\"unauthenticated\"}",
         ]
     );
     assert_eq!(f["mokosh_io_connections_closed_total"].samples.len(), 3);
-    assert_eq!(single(&f, "mokosh_io_frames_refused_total", "counter"), 0);
+    assert_eq!(
+        single(&f, "mokosh_io_queue_full_connections_total", "counter"),
+        0
+    );
     assert_eq!(single(&f, "mokosh_io_connections_active", "gauge"), 0);
     assert!(
         !text.contains("_total_"),

@@ -157,6 +157,7 @@ impl RunningServer {
             );
             config.auth = Some(Arc::new(DevAuthProvider::new()));
             config.io.max_connections_per_ip = 1024;
+            config.io.accept_rate = mokosh_net::io::limits::AcceptRate::unlimited();
             configure(&mut config);
             let mut app = App::new();
             app.add_plugins(MokoshServerPlugin::new(config))

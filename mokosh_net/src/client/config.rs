@@ -19,6 +19,10 @@ pub struct ClientPluginConfig {
     pub worker_threads: usize,
     /// Limits applied when decoding typed messages.
     pub decode_limits: DecodeLimits,
+    /// A link conditioner in front of the outbound link (latency, jitter,
+    /// bandwidth), driven by the app's clock each tick; `None` (default)
+    /// sends directly.
+    pub link_conditioner: Option<crate::io::conditioner::LinkConditionerConfig>,
 }
 
 impl ClientPluginConfig {
@@ -46,6 +50,7 @@ impl ClientPluginConfig {
             io,
             worker_threads: 1,
             decode_limits: DecodeLimits::default(),
+            link_conditioner: None,
         }
     }
 }
@@ -90,6 +95,17 @@ impl ClientPluginConfig {
     #[must_use]
     pub fn with_decode_limits(mut self, decode_limits: DecodeLimits) -> Self {
         self.decode_limits = decode_limits;
+        self
+    }
+
+    /// Puts a link conditioner in front of the outbound link (see
+    /// [`link_conditioner`](Self::link_conditioner)).
+    #[must_use]
+    pub fn with_link_conditioner(
+        mut self,
+        conditioner: crate::io::conditioner::LinkConditionerConfig,
+    ) -> Self {
+        self.link_conditioner = Some(conditioner);
         self
     }
 }

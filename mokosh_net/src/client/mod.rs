@@ -107,6 +107,7 @@ impl Plugin for MokoshClientPlugin {
             endpoint: None,
             closing: false,
             link: None,
+            conditioner: None,
             session: None,
             inbox: HashMap::new(),
             rtt: RttEstimate::default(),
@@ -178,6 +179,8 @@ pub enum ConnectTarget {
     },
     /// An in-memory server in the same process.
     Memory(io::memory::MemoryListener),
+    /// Any other backend (see [`io::transport`]).
+    Custom(Arc<dyn io::transport::ClientBackend>),
 }
 
 impl core::fmt::Debug for ConnectTarget {
@@ -187,6 +190,7 @@ impl core::fmt::Debug for ConnectTarget {
             #[cfg(feature = "tls")]
             ConnectTarget::WebSocketTls { url, .. } => write!(f, "WebSocketTls({url})"),
             ConnectTarget::Memory(_) => f.write_str("Memory"),
+            ConnectTarget::Custom(_) => f.write_str("Custom"),
         }
     }
 }
@@ -206,6 +210,9 @@ pub struct MokoshClient {
     /// The session ended; the endpoint is kept until its transport closes.
     closing: bool,
     link: Option<ConnectionLink>,
+    /// The conditioner `link` goes through, polled each flush until the
+    /// transport closes.
+    conditioner: Option<crate::io::conditioner::ConditionedLink>,
     session: Option<Session>,
     inbox: HashMap<u16, Vec<ReceivedMessage>>,
     rtt: RttEstimate,
@@ -267,8 +274,12 @@ impl Drop for MokoshClient {
                 }
             }
             link.close();
+            drop(link);
             self.closing = true;
         }
+        // A conditioner nobody will poll again hands over what it still
+        // holds (the goodbye) and closes the transport.
+        self.conditioner = None;
         if !self.closing {
             return;
         }
@@ -312,6 +323,18 @@ fn receive_system(world: &mut World) {
                     match Session::client(&config, now) {
                         Ok(session) => {
                             client.session = Some(session);
+                            let link = match client.config.link_conditioner.clone() {
+                                Some(config) => {
+                                    let conditioned = crate::io::conditioner::ConditionedLink::new(
+                                        link, config, true,
+                                    );
+                                    conditioned.poll(now);
+                                    let link = conditioned.link().clone();
+                                    client.conditioner = Some(conditioned);
+                                    link
+                                }
+                                None => link,
+                            };
                             client.link = Some(link);
                         }
                         Err(error) => {
@@ -343,6 +366,7 @@ fn receive_system(world: &mut World) {
                         None if closing => {
                             client.closing = false;
                             client.endpoint = None;
+                            client.conditioner = None;
                         }
                         None => {
                             // The transport never came up.
@@ -391,6 +415,9 @@ fn start_connect(world: &mut World, client: &mut MokoshClient, target: ConnectTa
             io::websocket::connect_with_tls(&client.runtime, &url, client.config.io.clone(), tls)
         }
         ConnectTarget::Memory(listener) => listener.connect(),
+        ConnectTarget::Custom(backend) => {
+            backend.connect(&client.runtime, client.config.io.clone())
+        }
     };
     // A previous connection still closing is dropped here (its last frames
     // may be cut short by the reconnect).
@@ -472,6 +499,10 @@ fn flush_system(world: &mut World) {
     let now: Instant = now(world);
     world.resource_scope::<MokoshClient, _>(|world, mut client| {
         let client = &mut *client;
+        if let Some(conditioner) = &client.conditioner {
+            // Stamps this tick's sends with `now`, releases what is due.
+            conditioner.poll(now);
+        }
         if let Some(session) = client.session.as_mut() {
             session.handle_timeout(now);
             if let Some(link) = &client.link {
@@ -492,6 +523,9 @@ fn flush_system(world: &mut World) {
             }
             client.rtt = session.rtt();
             client.stats = session.stats();
+        }
+        if let Some(conditioner) = &client.conditioner {
+            conditioner.poll(now);
         }
         process_events(world, client);
         client.inbox.clear();

@@ -21,9 +21,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
+use super::limits::Unauthenticated;
 use super::{
     ChannelSizing, CloseCause, ConnectionId, ConnectionLink, Counter, IoConfig, IoCounters,
-    IoEvent, LinkError, LinkInner,
+    IoEvent, Link, LinkError,
 };
 
 /// How long a closing connection may take to flush its queue and send the
@@ -72,35 +73,82 @@ pub(crate) struct TaskLink {
     close_requested: watch::Sender<bool>,
     closing: AtomicBool,
     counters: Arc<IoCounters>,
+    /// Bytes in `outbound` (sent by the ECS, not yet taken by the writer).
+    backlog: AtomicUsize,
+    /// Hard cap on `backlog`.
+    max_backlog: usize,
+    /// Whether `send` already answered Full once (counted once per connection).
+    refused: AtomicBool,
+    /// Its place under `IoConfig::max_unauthenticated` until authenticated.
+    unauthenticated: std::sync::Mutex<Option<Unauthenticated>>,
 }
 
 impl TaskLink {
-    pub(crate) fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
+    fn refused(&self) {
+        if !self.refused.swap(true, Ordering::AcqRel) {
+            self.counters.bump(Counter::SlowConsumer);
+        }
+    }
+}
+
+impl Link for TaskLink {
+    fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(LinkError::Closed);
         }
+        let len = frame.len();
+        // Only the game thread adds; the writer only subtracts, so a check
+        // followed by an add never overshoots the cap.
+        let queued = self.backlog.load(Ordering::Acquire);
+        if queued > 0 && queued.saturating_add(len) > self.max_backlog {
+            self.refused();
+            return Err(LinkError::Full);
+        }
+        self.backlog.fetch_add(len, Ordering::AcqRel);
         match self.outbound.try_send(frame) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters.bump(Counter::SlowConsumer);
-                Err(LinkError::Full)
+            Err(e) => {
+                self.backlog.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        self.refused();
+                        Err(LinkError::Full)
+                    }
+                    mpsc::error::TrySendError::Closed(_) => Err(LinkError::Closed),
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(LinkError::Closed),
         }
     }
 
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         self.closing.store(true, Ordering::Release);
         self.close_requested.send_replace(true);
     }
 
-    pub(crate) fn frame_consumed(&self) {
+    fn frame_consumed(&self) {
         let took = self
             .outstanding
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if took.is_ok() {
             self.credit.add_permits(1);
         }
+    }
+
+    fn backlog_bytes(&self) -> usize {
+        self.backlog.load(Ordering::Acquire)
+    }
+
+    fn mark_authenticated(&self) {
+        let place = self
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(place);
+    }
+
+    fn kind(&self) -> &'static str {
+        "websocket"
     }
 }
 
@@ -165,6 +213,7 @@ pub(crate) async fn run_connection<S>(
     ws: WebSocketStream<S>,
     id: ConnectionId,
     remote: Option<SocketAddr>,
+    unauthenticated: Option<Unauthenticated>,
     shared: Arc<EndpointShared>,
     mut shutdown: watch::Receiver<()>,
 ) where
@@ -180,11 +229,12 @@ pub(crate) async fn run_connection<S>(
         close_requested,
         closing: AtomicBool::new(false),
         counters: Arc::clone(&shared.counters),
+        backlog: AtomicUsize::new(0),
+        max_backlog: config.outbound_queue_bytes.max(1),
+        refused: AtomicBool::new(false),
+        unauthenticated: std::sync::Mutex::new(unauthenticated),
     });
-    let handle = ConnectionLink {
-        id,
-        inner: LinkInner::Task(Arc::clone(&link)),
-    };
+    let handle = ConnectionLink::new(id, Arc::clone(&link) as Arc<dyn Link>);
 
     shared.counters.opened();
     deliver_control(
@@ -206,6 +256,7 @@ pub(crate) async fn run_connection<S>(
             &mut outbound_rx,
             close_rx.clone(),
             &shared.counters,
+            &link.backlog,
         );
         let mut stuck_rx = close_rx.clone();
         let stuck = async move {
@@ -358,6 +409,7 @@ async fn write_loop<K>(
     outbound: &mut mpsc::Receiver<Vec<u8>>,
     mut close_rx: watch::Receiver<bool>,
     counters: &IoCounters,
+    backlog: &AtomicUsize,
 ) -> End
 where
     K: Sink<Message, Error = WsError> + Unpin,
@@ -387,6 +439,7 @@ where
                 None => break,
             };
             batch += 1;
+            backlog.fetch_sub(frame.len(), Ordering::AcqRel);
             counters.frame_out(frame.len());
             if let Err(e) = sink.feed(Message::binary(frame)).await {
                 return End {

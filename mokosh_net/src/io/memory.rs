@@ -4,7 +4,8 @@
 //! [`ConnectionLink::send`](super::ConnectionLink::send) on one side puts an
 //! [`IoEvent::Frame`] directly on the peer's event channel while the peer has
 //! inbound credit; otherwise the frame waits in the sender's outbound queue
-//! (cap [`IoConfig::outbound_queue`], then [`LinkError::Full`]) until the
+//! (caps [`IoConfig::outbound_queue`] frames and
+//! [`IoConfig::outbound_queue_bytes`] bytes, then [`LinkError::Full`]) until the
 //! peer calls [`frame_consumed`](super::ConnectionLink::frame_consumed). This
 //! mirrors TCP backpressure exactly, minus the socket buffers.
 //!
@@ -27,7 +28,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use super::{
     ChannelSizing, ClientEndpoint, CloseCause, ConnectionId, ConnectionLink, Counter,
-    EndpointGuard, IoConfig, IoCounters, IoEvent, LinkError, LinkInner, ServerEndpoint,
+    EndpointGuard, IoConfig, IoCounters, IoEvent, Link, LinkError, ServerEndpoint,
 };
 
 const SERVER: usize = 0;
@@ -115,6 +116,8 @@ impl MemoryListener {
         let credit = server.config.inbound_frames_per_connection.max(1);
         let dir = || Direction {
             pending: VecDeque::new(),
+            pending_bytes: 0,
+            refused: false,
             credit,
             outstanding: 0,
         };
@@ -129,19 +132,20 @@ impl MemoryListener {
             counters: [Arc::clone(&server.counters), Arc::clone(&client_counters)],
             budgets: [server.sizing.frame_budget, sizing.frame_budget],
             outbound_cap: server.config.outbound_queue.max(1),
+            outbound_cap_bytes: server.config.outbound_queue_bytes.max(1),
         });
         inner.connections.push(Arc::downgrade(&pair));
 
         server.counters.bump(Counter::Accepted);
         for side in [SERVER, CLIENT] {
             pair.counters[side].opened();
-            let link = ConnectionLink {
-                id: pair.ids[side],
-                inner: LinkInner::Memory(MemLink {
+            let link = ConnectionLink::new(
+                pair.ids[side],
+                Arc::new(MemLink {
                     pair: Arc::clone(&pair),
                     side,
                 }),
-            };
+            );
             let _ = pair.events[side].try_send(IoEvent::Opened {
                 id: pair.ids[side],
                 remote: None,
@@ -180,6 +184,7 @@ pub(crate) struct Pair {
     counters: [Arc<IoCounters>; 2],
     budgets: [usize; 2],
     outbound_cap: usize,
+    outbound_cap_bytes: usize,
 }
 
 struct PairState {
@@ -201,10 +206,21 @@ struct Drain {
 struct Direction {
     /// Sent but waiting for the receiver's credit (the "outbound queue").
     pending: VecDeque<Vec<u8>>,
+    /// Total length of `pending`.
+    pending_bytes: usize,
+    /// Whether `send` already answered Full once (counted once per connection).
+    refused: bool,
     /// Frames the receiver may still be handed.
     credit: usize,
     /// Frames handed to the receiver and not yet `frame_consumed`.
     outstanding: usize,
+}
+
+impl Direction {
+    fn clear_pending(&mut self) {
+        self.pending.clear();
+        self.pending_bytes = 0;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -253,6 +269,7 @@ impl Pair {
             let Some(frame) = state.dirs[from].pending.pop_front() else {
                 break;
             };
+            state.dirs[from].pending_bytes -= frame.len();
             state.dirs[from].credit -= 1;
             state.dirs[from].outstanding += 1;
             if let Delivery::Overloaded = self.deliver(from, frame) {
@@ -296,10 +313,10 @@ impl Pair {
         state.open = false;
         let other = 1 - side;
         // The closing side will read nothing more.
-        state.dirs[other].pending.clear();
+        state.dirs[other].clear_pending();
         self.emit_closed(side, own);
         if !flush {
-            state.dirs[side].pending.clear();
+            state.dirs[side].clear_pending();
         }
         state.draining = Some(Drain {
             from: side,
@@ -311,7 +328,7 @@ impl Pair {
     /// Ends a draining close: drops what is still queued and tells the peer.
     fn finish_drain(&self, state: &mut PairState, cause_override: Option<CloseCause>) {
         if let Some(drain) = state.draining.take() {
-            state.dirs[drain.from].pending.clear();
+            state.dirs[drain.from].clear_pending();
             let to = 1 - drain.from;
             self.emit_closed(to, cause_override.unwrap_or(drain.peer_cause));
         }
@@ -333,18 +350,24 @@ pub(crate) struct MemLink {
     side: usize,
 }
 
-impl MemLink {
-    pub(crate) fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
+impl Link for MemLink {
+    fn send(&self, frame: Vec<u8>) -> Result<(), LinkError> {
         let pair = &self.pair;
         let mut state = lock(&pair.state);
         if !state.open {
             return Err(LinkError::Closed);
         }
         let dir = &mut state.dirs[self.side];
-        if dir.pending.len() >= pair.outbound_cap {
-            pair.counters[self.side].bump(Counter::SlowConsumer);
+        let over_bytes = dir.pending_bytes > 0
+            && dir.pending_bytes.saturating_add(frame.len()) > pair.outbound_cap_bytes;
+        if dir.pending.len() >= pair.outbound_cap || over_bytes {
+            if !dir.refused {
+                dir.refused = true;
+                pair.counters[self.side].bump(Counter::SlowConsumer);
+            }
             return Err(LinkError::Full);
         }
+        dir.pending_bytes += frame.len();
         dir.pending.push_back(frame);
         pair.pump(&mut state, self.side);
         if state.open {
@@ -354,7 +377,7 @@ impl MemLink {
         }
     }
 
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         let mut state = lock(&self.pair.state);
         self.pair.shut(
             &mut state,
@@ -365,7 +388,7 @@ impl MemLink {
         );
     }
 
-    pub(crate) fn frame_consumed(&self) {
+    fn frame_consumed(&self) {
         let pair = &self.pair;
         let mut state = lock(&pair.state);
         let from = 1 - self.side;
@@ -378,6 +401,14 @@ impl MemLink {
         if state.open || state.draining.as_ref().is_some_and(|d| d.from == from) {
             pair.pump(&mut state, from);
         }
+    }
+
+    fn backlog_bytes(&self) -> usize {
+        lock(&self.pair.state).dirs[self.side].pending_bytes
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
     }
 }
 

@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tracing::debug;
 
 use super::conn::{self, EndpointShared};
+use super::limits::{AcceptLimiter, Unauthenticated, ip_key};
 use super::{
     ClientEndpoint, CloseCause, ConnectionId, Counter, EndpointGuard, IoConfig, IoRuntime,
     ServerEndpoint,
@@ -223,7 +224,7 @@ async fn client_task(
     let failure = match result {
         Ok(Ok((ws, _response))) => {
             let remote = ws.get_ref().get_ref().peer_addr().ok();
-            conn::run_connection(ws, CLIENT_ID, remote, shared, shutdown).await;
+            conn::run_connection(ws, CLIENT_ID, remote, None, shared, shutdown).await;
             return;
         }
         Err(_elapsed) => {
@@ -241,6 +242,19 @@ async fn client_task(
             #[cfg(not(feature = "tls"))]
             CloseCause::Io(e.to_string())
         }
+        Ok(Err(WsError::Http(response))) => {
+            // A readable refusal (e.g. HTTP 503 at the server's caps).
+            shared.counters.bump(Counter::HandshakeFailure);
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            CloseCause::HandshakeFailed(format!(
+                "refused by the server (HTTP {}): {body}",
+                response.status().as_u16()
+            ))
+        }
         Ok(Err(e)) => {
             shared.counters.bump(Counter::HandshakeFailure);
             CloseCause::HandshakeFailed(e.to_string())
@@ -250,11 +264,13 @@ async fn client_task(
     conn::deliver_failed(&shared, CLIENT_ID, failure, &shutdown).await;
 }
 
-/// Connection slots of one server endpoint: total and per IP.
+/// Connection slots of one server endpoint: total, per address key, and
+/// connections not yet authenticated.
 #[derive(Default)]
 struct Slots {
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    unauthenticated: Arc<AtomicUsize>,
 }
 
 /// One taken slot; released on drop (when the connection task ends).
@@ -263,15 +279,42 @@ struct Slot {
     ip: IpAddr,
 }
 
+/// The body of the HTTP 503 a refused upgrade gets at the total cap.
+pub const REFUSED_TOTAL_CAP: &str = "server full: connection limit reached";
+/// The body of the HTTP 503 a refused upgrade gets at the per-address cap.
+pub const REFUSED_IP_CAP: &str = "server full: too many connections from this address";
+/// The body of the HTTP 503 a refused upgrade gets from the arrival-rate limit.
+pub const REFUSED_RATE: &str = "server busy: too many new connections, retry later";
+/// The body of the HTTP 503 a refused upgrade gets when too many
+/// connections are still authenticating.
+pub const REFUSED_UNAUTHENTICATED: &str = "server busy: too many connections authenticating";
+
+/// Most refusals answered with HTTP 503 at once; beyond it, a refused TCP
+/// connection is simply closed (a storm must not buy itself tasks).
+const MAX_REFUSALS_IN_FLIGHT: usize = 32;
+/// How long a refused connection may take to send its upgrade request.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Slot {
-    /// Takes a slot for `ip`, or counts the refusal and returns `None`.
-    fn acquire(slots: &Arc<Slots>, ip: IpAddr, shared: &EndpointShared) -> Option<Self> {
+    /// Takes a slot for the address key `ip`, or counts the refusal and
+    /// returns its reason.
+    fn acquire(
+        slots: &Arc<Slots>,
+        ip: IpAddr,
+        shared: &EndpointShared,
+    ) -> Result<(Self, Unauthenticated), &'static str> {
         let config = &shared.config;
         // Only the accept loop takes slots, so check-then-increment cannot race.
         if slots.total.load(Ordering::Acquire) >= config.max_connections {
             shared.counters.bump(Counter::RefusedTotalCap);
-            return None;
+            return Err(REFUSED_TOTAL_CAP);
         }
+        let Some(unauthenticated) =
+            Unauthenticated::acquire(&slots.unauthenticated, config.max_unauthenticated)
+        else {
+            shared.counters.bump(Counter::RefusedUnauthenticated);
+            return Err(REFUSED_UNAUTHENTICATED);
+        };
         {
             let mut per_ip = slots.per_ip.lock().unwrap_or_else(|p| p.into_inner());
             let n = per_ip.entry(ip).or_insert(0);
@@ -280,15 +323,16 @@ impl Slot {
                 if *n == 0 {
                     per_ip.remove(&ip);
                 }
-                return None;
+                return Err(REFUSED_IP_CAP);
             }
             *n += 1;
         }
         slots.total.fetch_add(1, Ordering::AcqRel);
-        Some(Self {
+        let slot = Self {
             slots: Arc::clone(slots),
             ip,
-        })
+        };
+        Ok((slot, unauthenticated))
     }
 }
 
@@ -314,6 +358,8 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<()>,
 ) {
     let slots = Arc::new(Slots::default());
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+    let mut limiter = AcceptLimiter::new(shared.config.accept_rate, std::time::Instant::now());
     let mut next_id = 1u64;
     loop {
         let accepted = tokio::select! {
@@ -328,10 +374,21 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(slot) = Slot::acquire(&slots, peer.ip(), &shared) else {
-            debug!(%peer, "connection refused by cap");
-            drop(stream);
-            continue;
+        let key = ip_key(peer.ip(), shared.config.ipv6_prefix_len);
+        let admitted = match limiter.admit(key, std::time::Instant::now()) {
+            Ok(()) => Slot::acquire(&slots, key, &shared),
+            Err(_) => {
+                shared.counters.bump(Counter::RefusedRate);
+                Err(REFUSED_RATE)
+            }
+        };
+        let (slot, unauthenticated) = match admitted {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                debug!(%peer, reason, "connection refused");
+                refuse(stream, reason, &wrap, &refusals);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let id = ConnectionId(next_id);
@@ -341,12 +398,46 @@ async fn accept_loop(
             wrap.clone(),
             peer,
             id,
-            slot,
+            (slot, unauthenticated),
             Arc::clone(&shared),
             shutdown.clone(),
         ));
     }
     debug!("accept loop stopped");
+}
+
+/// Answers a refused `ws://` upgrade with HTTP 503 and `reason` as the body
+/// (which WebSocket clients surface as an HTTP error), within a bounded number
+/// of tasks and time. `wss://` refusals and refusals beyond that bound are
+/// closed without an answer: a TLS handshake per refusal would cost what the
+/// limits protect.
+fn refuse(
+    stream: TcpStream,
+    reason: &'static str,
+    wrap: &ServerWrap,
+    refusals: &Arc<tokio::sync::Semaphore>,
+) {
+    if !matches!(wrap, ServerWrap::Plain) {
+        return;
+    }
+    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        // The signature is tungstenite's `Callback`; the large `Err` is theirs.
+        #[allow(clippy::result_large_err)]
+        let callback = move |_: &Request, _: Response| {
+            let mut refusal = ErrorResponse::new(Some(reason.to_owned()));
+            *refusal.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            Err(refusal)
+        };
+        let _ = tokio::time::timeout(
+            REFUSAL_TIMEOUT,
+            tokio_tungstenite::accept_hdr_async(stream, callback),
+        )
+        .await;
+    });
 }
 
 /// The `Origin` allow-list check, run on the upgrade request.
@@ -369,7 +460,7 @@ async fn serve_connection(
     wrap: ServerWrap,
     peer: SocketAddr,
     id: ConnectionId,
-    slot: Slot,
+    (slot, unauthenticated): (Slot, Unauthenticated),
     shared: Arc<EndpointShared>,
     shutdown: watch::Receiver<()>,
 ) {
@@ -377,7 +468,18 @@ async fn serve_connection(
     // One budget for the TLS handshake (if any) and the WebSocket upgrade.
     let deadline = Instant::now() + shared.config.handshake_timeout;
     match wrap {
-        ServerWrap::Plain => upgrade_and_run(stream, deadline, peer, id, shared, shutdown).await,
+        ServerWrap::Plain => {
+            upgrade_and_run(
+                stream,
+                deadline,
+                peer,
+                id,
+                unauthenticated,
+                shared,
+                shutdown,
+            )
+            .await
+        }
         #[cfg(feature = "tls")]
         ServerWrap::Tls(acceptor) => {
             let mut shutdown = shutdown;
@@ -398,7 +500,16 @@ async fn serve_connection(
                     return;
                 }
             };
-            upgrade_and_run(stream, deadline, peer, id, shared, shutdown).await;
+            upgrade_and_run(
+                stream,
+                deadline,
+                peer,
+                id,
+                unauthenticated,
+                shared,
+                shutdown,
+            )
+            .await;
         }
     }
 }
@@ -409,6 +520,7 @@ async fn upgrade_and_run<S>(
     deadline: Instant,
     peer: SocketAddr,
     id: ConnectionId,
+    unauthenticated: Unauthenticated,
     shared: Arc<EndpointShared>,
     mut shutdown: watch::Receiver<()>,
 ) where
@@ -456,5 +568,5 @@ async fn upgrade_and_run<S>(
         }
     };
     shared.counters.bump(Counter::Accepted);
-    conn::run_connection(ws, id, Some(peer), shared, shutdown).await;
+    conn::run_connection(ws, id, Some(peer), Some(unauthenticated), shared, shutdown).await;
 }

@@ -42,11 +42,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// |---|---|---|
 /// | `mokosh_io_connections_accepted_total` | counter | Transport connections opened. |
 /// | `mokosh_io_connections_active` | gauge | Transport connections open now. |
-/// | `mokosh_io_connections_refused_total{reason}` | counter | Refused before opening: `cap` (total cap), `ip_cap` (per-IP cap), `origin` (Origin allow-list). |
+/// | `mokosh_io_connections_refused_total{reason}` | counter | Refused before opening: `cap` (total cap), `ip_cap` (per-address cap), `origin` (Origin allow-list), `rate` (arrival-rate token buckets), `unauthenticated` (cap on connections not yet authenticated). |
 /// | `mokosh_io_handshake_timeouts_total` | counter | WebSocket upgrades (or TLS handshakes) not finished in time. |
 /// | `mokosh_io_handshake_failures_total` | counter | WebSocket upgrades (or TLS handshakes) that failed otherwise. |
 /// | `mokosh_io_connections_closed_total{reason}` | counter | Closed by the transport: `oversized` (frame over the limit), `protocol_error` (text frame, bad framing), `overloaded` (the ECS did not drain events). |
-/// | `mokosh_io_frames_refused_total` | counter | Outgoing frames refused because a connection's outbound queue was full (each refusal; the sessions dropped for it are `mokosh_rejections_total{reason="slow_consumer"}`). |
+/// | `mokosh_io_queue_full_connections_total` | counter | Connections whose outbound queue hit its hard byte cap, each counted once (the sessions the server dropped as slow consumers are `mokosh_rejections_total{reason="slow_consumer"}`). |
 #[derive(Debug, Clone)]
 pub struct MetricsCollector {
     metrics: Arc<Metrics>,
@@ -163,11 +163,13 @@ impl Collector for MetricsCollector {
         labelled_counter(
             &mut encoder,
             "mokosh_io_connections_refused",
-            "Connections refused before opening, by reason (total cap, per-IP cap, Origin).",
+            "Connections refused before opening, by reason (total cap, per-address cap, Origin, arrival rate, unauthenticated cap).",
             &[
                 ("cap", io.connections_refused_total_cap),
                 ("ip_cap", io.connections_refused_ip_cap),
                 ("origin", io.connections_refused_origin),
+                ("rate", io.connections_refused_rate),
+                ("unauthenticated", io.connections_refused_unauthenticated),
             ],
         )?;
         counter(
@@ -196,8 +198,8 @@ impl Collector for MetricsCollector {
         )?;
         counter(
             &mut encoder,
-            "mokosh_io_frames_refused",
-            "Outgoing frames refused because a connection's outbound queue was full.",
+            "mokosh_io_queue_full_connections",
+            "Connections whose outbound queue hit its hard byte cap (each counted once).",
             None,
             io.slow_consumers,
         )
@@ -277,6 +279,8 @@ mod tests {
             (Counter::ProtocolError, 7),
             (Counter::Overloaded, 8),
             (Counter::SlowConsumer, 10),
+            (Counter::RefusedRate, 11),
+            (Counter::RefusedUnauthenticated, 12),
         ];
         for (counter, times) in bumps {
             for _ in 0..times {
@@ -329,11 +333,13 @@ mokosh_io_connections_accepted_total 9
 # HELP mokosh_io_connections_active Transport connections open now.
 # TYPE mokosh_io_connections_active gauge
 mokosh_io_connections_active 2
-# HELP mokosh_io_connections_refused Connections refused before opening, by reason (total cap, per-IP cap, Origin).
+# HELP mokosh_io_connections_refused Connections refused before opening, by reason (total cap, per-address cap, Origin, arrival rate, unauthenticated cap).
 # TYPE mokosh_io_connections_refused counter
 mokosh_io_connections_refused_total{reason=\"cap\"} 1
 mokosh_io_connections_refused_total{reason=\"ip_cap\"} 2
 mokosh_io_connections_refused_total{reason=\"origin\"} 3
+mokosh_io_connections_refused_total{reason=\"rate\"} 11
+mokosh_io_connections_refused_total{reason=\"unauthenticated\"} 12
 # HELP mokosh_io_handshake_timeouts WebSocket upgrades (or TLS handshakes) not finished in time.
 # TYPE mokosh_io_handshake_timeouts counter
 mokosh_io_handshake_timeouts_total 4
@@ -345,9 +351,9 @@ mokosh_io_handshake_failures_total 5
 mokosh_io_connections_closed_total{reason=\"oversized\"} 6
 mokosh_io_connections_closed_total{reason=\"protocol_error\"} 7
 mokosh_io_connections_closed_total{reason=\"overloaded\"} 8
-# HELP mokosh_io_frames_refused Outgoing frames refused because a connection's outbound queue was full.
-# TYPE mokosh_io_frames_refused counter
-mokosh_io_frames_refused_total 10
+# HELP mokosh_io_queue_full_connections Connections whose outbound queue hit its hard byte cap (each counted once).
+# TYPE mokosh_io_queue_full_connections counter
+mokosh_io_queue_full_connections_total 10
 # EOF
 ";
 

@@ -24,6 +24,10 @@ pub struct ClientConnection {
     /// The peer's address, when the transport has one.
     pub remote: Option<SocketAddr>,
     pub(super) link: ConnectionLink,
+    /// Consecutive ticks whose flush left the backlog over the byte budget.
+    pub(super) over_budget_ticks: u32,
+    /// The link conditioner `link` goes through, polled each flush.
+    pub(super) conditioner: Option<crate::io::conditioner::ConditionedLink>,
 }
 
 /// The connection's protocol state: keys, replay guard, rate limiter, timers.

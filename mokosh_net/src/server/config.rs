@@ -11,7 +11,7 @@ use crate::protocol::{DecodeLimits, KeyPair, ServerSecurity, SessionConfig};
 use crate::shared::io_config_for;
 
 /// Where the server listens.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum ServerTransport {
     /// WebSocket (binary messages) on this address.
     WebSocket(SocketAddr),
@@ -27,6 +27,20 @@ pub enum ServerTransport {
     /// The in-memory transport (tests, benchmarks, single-process games); the
     /// listener is available as the [`MemoryListenerHandle`](super::MemoryListenerHandle) resource.
     Memory,
+    /// Any other backend (see [`crate::io::transport`]).
+    Custom(Arc<dyn crate::io::transport::ServerBackend>),
+}
+
+impl core::fmt::Debug for ServerTransport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ServerTransport::WebSocket(addr) => write!(f, "WebSocket({addr})"),
+            #[cfg(feature = "tls")]
+            ServerTransport::WebSocketTls { addr, .. } => write!(f, "WebSocketTls({addr})"),
+            ServerTransport::Memory => f.write_str("Memory"),
+            ServerTransport::Custom(_) => f.write_str("Custom"),
+        }
+    }
 }
 
 /// Everything the server plugin needs. Start from
@@ -59,7 +73,8 @@ pub struct ServerPluginConfig {
     /// [`crate::auth::default_provider`] (development provider in debug
     /// builds, refuse-everyone in release builds until you configure one).
     pub auth: Option<Arc<dyn AuthProvider>>,
-    /// Worker threads of the IO runtime.
+    /// Worker threads of the IO runtime. Default: the machine's parallelism,
+    /// between 2 and 4 (TLS handshakes run in parallel on them).
     pub worker_threads: usize,
     /// Serve Prometheus text on `http://ADDR/metrics`.
     pub metrics_addr: Option<SocketAddr>,
@@ -75,6 +90,11 @@ pub struct ServerPluginConfig {
     /// this often (measured on the server's clock), and none when nothing
     /// happened. Default 10 s.
     pub connection_log_interval: Duration,
+    /// A link conditioner in front of every connection's outbound link
+    /// (latency, jitter, bandwidth), driven by the server's clock each tick;
+    /// `None` (default) sends directly. Each connection's schedule is seeded
+    /// with the configured seed plus its connection id.
+    pub link_conditioner: Option<crate::io::conditioner::LinkConditionerConfig>,
 }
 
 /// Bounds on the authentication provider's work. Each request runs as a task
@@ -153,6 +173,7 @@ impl core::fmt::Debug for ServerPluginConfig {
             .field("auth_limits", &self.auth_limits)
             .field("sessions_per_identity", &self.sessions_per_identity)
             .field("connection_log_interval", &self.connection_log_interval)
+            .field("link_conditioner", &self.link_conditioner)
             .finish_non_exhaustive()
     }
 }
@@ -238,12 +259,26 @@ impl ServerPluginConfig {
             session,
             io,
             auth: None,
-            worker_threads: 1,
+            // Each connection's TLS handshake and upgrade runs in its own
+            // task; more than one worker keeps them from queueing behind each
+            // other on one thread.
+            worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)),
             metrics_addr: None,
             decode_limits: DecodeLimits::default(),
             auth_limits: AuthLimits::default(),
             sessions_per_identity: SessionsPerIdentity::default(),
             connection_log_interval: Duration::from_secs(10),
+            link_conditioner: None,
         }
+    }
+
+    /// Puts a link conditioner in front of every connection's outbound link
+    /// (see [`link_conditioner`](Self::link_conditioner)).
+    pub fn with_link_conditioner(
+        mut self,
+        conditioner: crate::io::conditioner::LinkConditionerConfig,
+    ) -> Self {
+        self.link_conditioner = Some(conditioner);
+        self
     }
 }

@@ -94,12 +94,23 @@ pub(super) fn open_connection(
     let client_id = server.next_client_id;
     server.next_client_id += 1;
     let session = Session::server(&protocol, client_id, now);
+    let conditioner = server.config.link_conditioner.clone().map(|mut config| {
+        config.seed = config.seed.wrapping_add(id.0);
+        let conditioned = crate::io::conditioner::ConditionedLink::new(link.clone(), config, true);
+        conditioned.poll(now);
+        conditioned
+    });
+    let link = conditioner
+        .as_ref()
+        .map_or(link, |conditioned| conditioned.link().clone());
     let entity = world
         .spawn((
             ClientConnection {
                 connection: id,
                 remote,
                 link,
+                over_budget_ticks: 0,
+                conditioner,
             },
             NetSession(session),
             AuthenticatedPackets::default(),
@@ -125,6 +136,11 @@ pub(super) fn process_session_events(world: &mut World, server: &mut MokoshServe
                     .get::<AuthenticatedIdentity>(entity)
                     .map(|identity| identity.0.clone());
                 let client_id = ClientId(client_id);
+                if let Some(connection) = world.get::<ClientConnection>(entity) {
+                    // No longer counts against the transport's cap on
+                    // connections still authenticating.
+                    connection.link.mark_authenticated();
+                }
                 world.entity_mut(entity).insert((client_id, Connected));
                 server.clients.insert(client_id, entity);
                 server.churn.connected += 1;

@@ -370,6 +370,14 @@ pub enum ServerStartError {
         #[source]
         source: std::io::Error,
     },
+    /// A custom transport ([`ServerTransport::Custom`]) could not start
+    /// listening. The server does not run.
+    #[error("the custom transport cannot listen: {source}")]
+    Transport {
+        /// The backend's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The metrics address could not be bound (or the `metrics-http` feature
     /// is off). The game server runs; only the metrics endpoint is missing.
     #[error("cannot serve metrics on {addr}: {source}")]
@@ -426,6 +434,12 @@ fn start_server(
             let (listener, endpoint) = io::memory::listen(server.config.io.clone());
             commands.insert_resource(MemoryListenerHandle(listener));
             endpoint
+        }
+        ServerTransport::Custom(backend) => {
+            match backend.listen(&server.runtime, server.config.io.clone()) {
+                Ok(endpoint) => endpoint,
+                Err(source) => return fail(&mut server, ServerStartError::Transport { source }),
+            }
         }
     };
     if let Some(addr) = endpoint.local_addr() {
