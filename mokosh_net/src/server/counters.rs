@@ -22,6 +22,7 @@ pub struct ServerCounters {
     identity_refused: AtomicU64,
     sends_over_peer_limit: AtomicU64,
     peer_timeouts: AtomicU64,
+    hellos_deferred: AtomicU64,
 }
 
 /// A copy of [`ServerCounters`] at one moment.
@@ -53,6 +54,10 @@ pub struct ServerCountersSnapshot {
     /// Connections the peer closed with an idle or handshake timeout reason
     /// (not counted as the server's own timeouts).
     pub peer_timeouts: u64,
+    /// Client hellos that waited for a later tick because
+    /// [`handshakes_per_tick`](super::ServerPluginConfig::handshakes_per_tick)
+    /// were already processed in theirs.
+    pub hellos_deferred: u64,
 }
 
 impl ServerCounters {
@@ -88,6 +93,10 @@ impl ServerCounters {
         self.peer_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(super) fn hello_deferred(&self) {
+        self.hellos_deferred.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> ServerCountersSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -100,6 +109,7 @@ impl ServerCounters {
             identity_refused: load(&self.identity_refused),
             sends_over_peer_limit: load(&self.sends_over_peer_limit),
             peer_timeouts: load(&self.peer_timeouts),
+            hellos_deferred: load(&self.hellos_deferred),
         }
     }
 }
@@ -108,7 +118,7 @@ impl ServerCountersSnapshot {
     /// `(family, help, value)` for each counter as served on `/metrics`
     /// (counter families gain `_total` in the output, e.g.
     /// `mokosh_auth_timeouts_total`).
-    pub fn families(&self) -> [(&'static str, &'static str, u64); 8] {
+    pub fn families(&self) -> [(&'static str, &'static str, u64); 9] {
         [
             (
                 "mokosh_auth_queued",
@@ -149,6 +159,11 @@ impl ServerCountersSnapshot {
                 "mokosh_peer_timeouts",
                 "Connections the peer closed with a timeout reason.",
                 self.peer_timeouts,
+            ),
+            (
+                "mokosh_hellos_deferred",
+                "Client hellos that waited for a later tick (per-tick handshake cap).",
+                self.hellos_deferred,
             ),
         ]
     }

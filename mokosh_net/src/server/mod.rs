@@ -150,6 +150,7 @@ impl Plugin for MokoshServerPlugin {
             clients: BTreeMap::new(),
             identities: HashMap::new(),
             despawn: Vec::new(),
+            deferred_hellos: std::collections::VecDeque::new(),
             next_client_id: 1,
             churn: ConnectionChurn::default(),
             metrics: Arc::new(Metrics::default()),
@@ -243,6 +244,10 @@ pub struct MokoshServer {
     /// Entities of connections closed this tick, despawned at the end of the
     /// `Flush` set (after game code read their last messages).
     despawn: Vec<Entity>,
+    /// Client hellos held for a later tick by
+    /// [`ServerPluginConfig::handshakes_per_tick`], in arrival order (at most
+    /// one per connection; their inbound credit is returned when processed).
+    deferred_hellos: std::collections::VecDeque<(ConnectionId, Vec<u8>)>,
     next_client_id: u64,
     churn: ConnectionChurn,
     metrics: Arc<Metrics>,

@@ -26,6 +26,21 @@ pub(super) fn receive_system(world: &mut World) {
             Some(endpoint) => endpoint.events().try_iter().collect(),
             None => return,
         };
+        let cap = server.config.handshakes_per_tick.max(1);
+        let mut hellos = 0;
+        // Hellos held back in earlier ticks go first, in arrival order.
+        let held = std::mem::take(&mut server.deferred_hellos);
+        for (id, frame) in held {
+            if !server.connections.contains_key(&id) {
+                continue; // closed while it waited
+            }
+            if hellos < cap {
+                hellos += 1;
+                receive_frame(world, &mut server, now, id, &frame);
+            } else {
+                server.deferred_hellos.push_back((id, frame));
+            }
+        }
         for event in events {
             let _span =
                 tracing::debug_span!("mokosh_connection", connection = event.connection().0)
@@ -39,25 +54,23 @@ pub(super) fn receive_system(world: &mut World) {
                         continue;
                     };
                     server.metrics.bytes_in(frame.len() as u64);
-                    // Authenticate and replay-check; rate limiting and delivery
-                    // are the next two system sets.
-                    let result = match world.get_mut::<NetSession>(entity) {
-                        Some(mut session) => session.0.open_frame(now, &frame),
-                        None => continue,
-                    };
-                    if let Some(connection) = world.get::<ClientConnection>(entity) {
-                        connection.link.frame_consumed();
-                    }
-                    match result {
-                        Ok(opened) => {
-                            if let Some(mut packets) = world.get_mut::<AuthenticatedPackets>(entity)
-                            {
-                                packets.0.extend(opened);
-                            }
+                    let awaits_hello = world
+                        .get::<NetSession>(entity)
+                        .is_some_and(|session| session.0.awaits_hello());
+                    if awaits_hello {
+                        if server.deferred_hellos.iter().any(|(held, _)| *held == id) {
+                            refuse_second_frame(world, &mut server, id, entity);
+                            continue;
                         }
-                        Err(error) => count_rejection(&server, id, &error),
+                        if hellos >= cap && frame.len() <= MAX_HELLO_FRAME {
+                            // Its inbound credit stays taken until then.
+                            server.counters.hello_deferred();
+                            server.deferred_hellos.push_back((id, frame));
+                            continue;
+                        }
+                        hellos += 1;
                     }
-                    process_session_events(world, &mut server, entity);
+                    receive_frame(world, &mut server, now, id, &frame);
                 }
                 IoEvent::Closed { id, cause } => {
                     server.closing.remove(&id);
@@ -101,6 +114,66 @@ pub(super) fn receive_system(world: &mut World) {
         apply_auth_results(world, &mut server, now);
     });
     kick_requested(world);
+}
+
+/// The largest frame that can be a valid hello; a larger one is refused
+/// cheaply (before any cryptography) and never waits for a later tick.
+const MAX_HELLO_FRAME: usize =
+    crate::protocol::handshake::MAX_HANDSHAKE_BODY + crate::protocol::envelope::MAX_HEADER_LEN;
+
+/// Verifies, decrypts and replay-checks one frame of connection `id`
+/// ([`Session::open_frame`](crate::protocol::Session::open_frame)), returns its
+/// inbound credit, and queues the packets for the rate limiter.
+fn receive_frame(
+    world: &mut World,
+    server: &mut MokoshServer,
+    now: std::time::Instant,
+    id: ConnectionId,
+    frame: &[u8],
+) {
+    let Some(&entity) = server.connections.get(&id) else {
+        return;
+    };
+    // Authenticate and replay-check; rate limiting and delivery are the next
+    // two system sets.
+    let result = match world.get_mut::<NetSession>(entity) {
+        Some(mut session) => session.0.open_frame(now, frame),
+        None => return,
+    };
+    if let Some(connection) = world.get::<ClientConnection>(entity) {
+        connection.link.frame_consumed();
+    }
+    match result {
+        Ok(opened) => {
+            if let Some(mut packets) = world.get_mut::<AuthenticatedPackets>(entity) {
+                packets.0.extend(opened);
+            }
+        }
+        Err(error) => count_rejection(server, id, &error),
+    }
+    process_session_events(world, server, entity);
+}
+
+/// A client whose hello is still waiting for a tick sent another frame: an
+/// honest client waits for the server's answer, so this is a violation.
+fn refuse_second_frame(
+    world: &mut World,
+    server: &mut MokoshServer,
+    id: ConnectionId,
+    entity: Entity,
+) {
+    tracing::debug!(connection = id.0, "frame before the hello was answered");
+    server.metrics.reject(Rejection::ProtocolViolation);
+    if let Some(connection) = world.get::<ClientConnection>(entity) {
+        connection.link.frame_consumed();
+    }
+    if let Some(mut session) = world.get_mut::<NetSession>(entity) {
+        session.0.disconnect(
+            DisconnectReason::ProtocolViolation,
+            "frame before the hello was answered",
+        );
+    }
+    process_session_events(world, server, entity);
 }
 
 /// Counts a rejected packet; logs at debug so hostile input cannot flood logs.

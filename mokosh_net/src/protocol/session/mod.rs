@@ -275,6 +275,12 @@ impl Session {
         matches!(&self.state, State::Established(est) if est.phase == Phase::Ready)
     }
 
+    /// Whether this is a server session still waiting for the client's hello
+    /// (the packet whose Noise handshake costs the server its X25519 work).
+    pub fn awaits_hello(&self) -> bool {
+        matches!(self.state, State::ServerAwaitHello { .. })
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed(_))
