@@ -3,7 +3,6 @@
 //! without losing any of them, and a client that sends more before its hello
 //! is answered is dropped (two-App tests on virtual time).
 
-use bevy_ecs::prelude::*;
 use mokosh_net::metrics::Rejection;
 use mokosh_net::protocol::KeyPair;
 use mokosh_net::server::{MokoshServer, NetSession};
