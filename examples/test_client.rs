@@ -75,7 +75,9 @@ fn main() -> ExitCode {
     let token = args.value("token").unwrap_or("test-client").to_owned();
     let limit = args.seconds().unwrap_or(Duration::from_secs(10));
     let mut config = ClientPluginConfig::new(key, token);
-    config.link_conditioner = args.link_conditioner();
+    if let Some(conditioner) = args.link_conditioner() {
+        config = config.with_link_conditioner(conditioner);
+    }
 
     let exit = App::new()
         .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::from_millis(2)))

@@ -70,13 +70,17 @@ fn main() {
         .unwrap_or_else(default_key_dir);
     let keypair = load_or_create_keypair(&key_dir);
 
-    let mut config = ServerPluginConfig::websocket(addr, keypair);
-    config.auth = Some(Arc::new(DevAuthProvider::new()));
-    config.link_conditioner = args.link_conditioner();
-    config.metrics_addr = args.value("metrics").map(|text| {
-        text.parse()
-            .unwrap_or_else(|error| common::fail(&format!("--metrics: {error}")))
-    });
+    let mut config =
+        ServerPluginConfig::websocket(addr, keypair).with_auth(Arc::new(DevAuthProvider::new()));
+    if let Some(conditioner) = args.link_conditioner() {
+        config = config.with_link_conditioner(conditioner);
+    }
+    if let Some(text) = args.value("metrics") {
+        let metrics = text
+            .parse()
+            .unwrap_or_else(|error| common::fail(&format!("--metrics: {error}")));
+        config = config.with_metrics(metrics);
+    }
 
     App::new()
         .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::from_millis(2)))
@@ -102,18 +106,10 @@ fn main() {
 fn load_or_create_keypair(dir: &Path) -> KeyPair {
     let private_path = dir.join("test_server.key");
     let public_path = dir.join("test_server.pub");
-    let keypair = match std::fs::read_to_string(&private_path) {
-        Ok(text) => KeyPair::from_private_hex(&text)
-            .unwrap_or_else(|error| common::fail(&format!("{}: {error}", private_path.display()))),
-        Err(_) => {
-            let keypair = KeyPair::generate()
-                .unwrap_or_else(|error| common::fail(&format!("key generation: {error}")));
-            std::fs::create_dir_all(dir)
-                .unwrap_or_else(|error| common::fail(&format!("{}: {error}", dir.display())));
-            common::write_private(&private_path, &keypair.private_hex());
-            keypair
-        }
-    };
+    std::fs::create_dir_all(dir)
+        .unwrap_or_else(|error| common::fail(&format!("{}: {error}", dir.display())));
+    let keypair = KeyPair::load_or_generate(&private_path)
+        .unwrap_or_else(|error| common::fail(&format!("{}: {error}", private_path.display())));
     std::fs::write(&public_path, format!("{}\n", keypair.public().to_hex()))
         .unwrap_or_else(|error| common::fail(&format!("{}: {error}", public_path.display())));
     keypair
