@@ -171,7 +171,8 @@ pub(super) fn deliver_system(world: &mut World) {
     });
 }
 
-#[cfg(test)]
+// The harness needs both plugins.
+#[cfg(all(test, feature = "client"))]
 mod tests {
     use crate::protocol::KeyPair;
     use crate::server::MokoshServer;
