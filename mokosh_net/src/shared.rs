@@ -216,13 +216,44 @@ pub(crate) fn now_from(time: Option<&Time<Real>>) -> Instant {
 }
 
 /// IO limits that match a session configuration: the largest frame is the
-/// largest sealed message plus the largest header.
+/// largest sealed message plus the largest header. The message size is
+/// clamped the way the session clamps it, so the transport accepts exactly
+/// what the session announces.
 pub fn io_config_for(session: &crate::protocol::SessionConfig) -> crate::io::IoConfig {
     crate::io::IoConfig {
-        max_frame_len: session.max_message_size
+        max_frame_len: crate::protocol::handshake::clamp_message_size(session.max_message_size)
             + crate::protocol::crypto::TAG_LEN
             + crate::protocol::envelope::MAX_HEADER_LEN,
         handshake_timeout: session.handshake_timeout,
         ..crate::io::IoConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::io_config_for;
+    use crate::protocol::SessionConfig;
+    use crate::protocol::crypto::TAG_LEN;
+    use crate::protocol::envelope::MAX_HEADER_LEN;
+    use crate::protocol::handshake::{MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE};
+
+    /// A session announces (and accepts) its clamped maximum; the transport
+    /// must not close a peer for a message the session would accept, nor
+    /// overflow on an absurd setting.
+    #[test]
+    fn the_transport_limit_follows_the_clamped_message_size() {
+        let frame_len = |max_message_size| {
+            io_config_for(&SessionConfig {
+                max_message_size,
+                ..SessionConfig::default()
+            })
+            .max_frame_len
+        };
+        assert_eq!(frame_len(100), MIN_MESSAGE_SIZE + TAG_LEN + MAX_HEADER_LEN);
+        assert_eq!(
+            frame_len(usize::MAX),
+            MAX_MESSAGE_SIZE + TAG_LEN + MAX_HEADER_LEN
+        );
+        assert_eq!(frame_len(4096), 4096 + TAG_LEN + MAX_HEADER_LEN);
     }
 }

@@ -41,8 +41,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// immediately without a response until a slot frees up.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Most connections served at once from one client address (IPv4-mapped IPv6
-/// addresses count as their IPv4 address), so a single host cannot take all
-/// [`MAX_CONNECTIONS`] slots from a scraper.
+/// addresses count as their IPv4 address, and IPv6 addresses by their /64
+/// prefix, which one host usually holds whole), so a single host cannot take
+/// all [`MAX_CONNECTIONS`] slots from a scraper.
 pub const MAX_CONNECTIONS_PER_IP: usize = 8;
 
 /// A running metrics endpoint (see [`serve_metrics`]). Dropping it stops the
@@ -123,7 +124,17 @@ pub fn serve_metrics(
     })
 }
 
-/// Connections in progress, in total and per client address.
+/// The address a connection from `ip` is counted under: IPv4 (mapped or
+/// not) as itself, IPv6 by its /64 prefix.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
+/// Connections in progress, in total and per client address (see
+/// [`address_key`]).
 #[derive(Debug, Default)]
 struct Occupancy {
     per_ip: HashMap<IpAddr, usize>,
@@ -134,10 +145,11 @@ impl Occupancy {
     /// Whether one more connection from `ip` fits under both caps.
     fn admits(&self, ip: IpAddr) -> bool {
         self.by_task.len() < MAX_CONNECTIONS
-            && self.per_ip.get(&ip).copied().unwrap_or(0) < MAX_CONNECTIONS_PER_IP
+            && self.per_ip.get(&address_key(ip)).copied().unwrap_or(0) < MAX_CONNECTIONS_PER_IP
     }
 
     fn add(&mut self, task: tokio::task::Id, ip: IpAddr) {
+        let ip = address_key(ip);
         *self.per_ip.entry(ip).or_default() += 1;
         self.by_task.insert(task, ip);
     }
@@ -172,7 +184,7 @@ async fn accept_loop(listener: TcpListener, render: Render, mut shutdown: onesho
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let ip = peer.ip().to_canonical();
+                    let ip = peer.ip();
                     if !occupancy.admits(ip) {
                         tracing::debug!(%peer, "metrics endpoint: connection limit reached; closing");
                         drop(stream);
@@ -355,6 +367,35 @@ mod tests {
         assert!(occupancy.admits("203.0.113.9".parse().unwrap()));
         // Removing an unknown task is harmless.
         occupancy.remove(ids[MAX_CONNECTIONS]);
+        set.abort_all();
+    }
+
+    #[test]
+    fn one_ipv6_prefix_counts_as_one_address() {
+        let mut occupancy = Occupancy::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _entered = rt.enter();
+        let mut set = JoinSet::new();
+        // One host rotating through the addresses of its /64.
+        for n in 1..=MAX_CONNECTIONS_PER_IP as u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, n]);
+            assert!(occupancy.admits(ip));
+            occupancy.add(set.spawn(async {}).id(), ip);
+        }
+        let same_prefix = IpAddr::from([0x2001, 0xdb8, 0, 7, 0xffff, 1, 2, 3]);
+        assert!(!occupancy.admits(same_prefix));
+        // Another /64, and an IPv4-mapped address, are other addresses.
+        assert!(occupancy.admits(IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1])));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        occupancy.add(set.spawn(async {}).id(), mapped);
+        assert_eq!(
+            occupancy
+                .per_ip
+                .get(&"192.0.2.1".parse::<IpAddr>().unwrap()),
+            Some(&1)
+        );
         set.abort_all();
     }
 }

@@ -50,8 +50,8 @@ pub struct TrafficStats(pub SessionStats);
 
 /// Marks a client that is authenticated and connected: inserted (with its
 /// [`ClientId`]) when the handshake completes, removed when the connection
-/// closes, with the entity still alive. Observe `On<Add, Connected>` and
-/// `On<Remove, Connected>` for the lifecycle; filter with `With<Connected>`
+/// closes, with the entity still alive. Observe `On<Add<Connected>>` and
+/// `On<Remove<Connected>>` for the lifecycle; filter with `With<Connected>`
 /// to skip connections that are still handshaking or already closing.
 ///
 /// The entity itself is despawned at the end of the `Flush` set

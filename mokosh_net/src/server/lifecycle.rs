@@ -3,7 +3,7 @@
 //! A connection's entity lives from the transport's `Opened` event to the end
 //! of the `Flush` set of the tick it closes in. While the client is
 //! authenticated and connected it carries [`Connected`]; the marker is removed
-//! (entity still alive, so `On<Remove, Connected>` observers can read it)
+//! (entity still alive, so `On<Remove<Connected>>` observers can read it)
 //! when the connection closes, before [`ClientDisconnected`] is written.
 
 use std::net::SocketAddr;
@@ -355,7 +355,7 @@ fn close_connection(
     let remote = entity_ref
         .get::<ClientConnection>()
         .and_then(|connection| connection.remote);
-    // Observers of `On<Remove, Connected>` still see the whole entity; it is
+    // Observers of `On<Remove<Connected>>` still see the whole entity; it is
     // despawned at the end of this tick's `Flush`.
     entity_ref.remove::<Connected>();
     server.despawn.push(entity);

@@ -25,7 +25,9 @@ pub struct FromClient<M: GameMessage> {
     /// The correlation id the client set, if any (echo it in a reply).
     pub correlation_id: Option<u64>,
     /// The client's [`NetworkTick`](crate::tick::NetworkTick) when it sent the
-    /// message (its own clock, not the server's), if it stamped one.
+    /// message (its own clock, not the server's), if it stamped one. The
+    /// client chooses it freely and nothing checks it (not even that it only
+    /// moves forward): bound it before using it, e.g. for lag compensation.
     pub tick: Option<u32>,
 }
 

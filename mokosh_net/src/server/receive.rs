@@ -73,8 +73,8 @@ pub(super) fn receive_system(world: &mut World) {
                     receive_frame(world, &mut server, now, id, &frame);
                 }
                 IoEvent::Closed { id, cause } => {
-                    server.closing.remove(&id);
                     let Some(&entity) = server.connections.get(&id) else {
+                        server.closing.remove(&id);
                         continue;
                     };
                     match cause {
@@ -108,6 +108,9 @@ pub(super) fn receive_system(world: &mut World) {
                         );
                     }
                     process_session_events(world, &mut server, entity);
+                    // Closing the session marked the connection as closing, but
+                    // the transport has already reported its end.
+                    server.closing.remove(&id);
                 }
             }
         }
@@ -239,4 +242,36 @@ pub(super) fn deliver_system(world: &mut World) {
             process_session_events(world, &mut server, entity);
         }
     });
+}
+
+// The harness needs both plugins.
+#[cfg(all(test, feature = "client"))]
+mod tests {
+    use crate::protocol::KeyPair;
+    use crate::server::MokoshServer;
+    use crate::testing::{TestNetwork, server_app};
+
+    fn server(network: &TestNetwork) -> &MokoshServer {
+        network.server.world().resource::<MokoshServer>()
+    }
+
+    /// A connection its peer closes (no DISCONNECT, the transport reports
+    /// `Closed` first) must not stay in the set of connections whose close
+    /// the server still waits for: nothing will report it again, so the set
+    /// would grow by one per such connection and shutdown would wait out
+    /// its whole goodbye timeout.
+    #[test]
+    fn a_connection_closed_by_its_peer_is_not_left_closing() {
+        let keypair = KeyPair::generate().expect("key pair");
+        let mut network = TestNetwork::new(server_app(keypair, |_| {}), Vec::new());
+        let listener = network.listener();
+        for _ in 0..3 {
+            let endpoint = listener.connect();
+            assert!(network.run_until(10, |network| server(network).connections.len() == 1));
+            drop(endpoint);
+            assert!(network.run_until(10, |network| server(network).connections.is_empty()));
+        }
+        network.step();
+        assert_eq!(server(&network).closing.len(), 0);
+    }
 }

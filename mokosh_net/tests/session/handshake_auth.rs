@@ -274,6 +274,43 @@ fn packets_out_of_auth_phase_are_violations() {
     );
 }
 
+/// The server opens a tick's frames before it applies that tick's
+/// authentication results, and delivers them after: a message the client
+/// pipelined behind AUTH (before it could have seen AUTH_OK) must be refused
+/// when it is opened, not judged by the phase at delivery time.
+#[test]
+fn message_pipelined_behind_auth_is_refused_even_if_accepted_before_delivery() {
+    let now = Instant::now();
+    let (client, server) = plaintext_configs(SessionConfig::default());
+    let mut pair = SessionPair::new(&client, &server, now);
+    pair.auto_accept = false;
+    pair.pump(now);
+    assert_eq!(pair.server.state(), SessionState::AwaitingAuth);
+    // The client's AUTH used counter 0; its next packet is an application message.
+    let early = plain_frame(INPUT_ROUTE, 1, b"early");
+    let opened = pair.server.open_frame(now, &early);
+    // The provider's answer is applied between opening and delivery.
+    let _ = pair.server.accept(now);
+    if let Ok(packets) = opened {
+        for packet in packets {
+            if pair.server.admit(now, &packet).is_ok() {
+                let _ = pair.server.deliver(now, packet);
+            }
+        }
+    }
+    let events = drain_events(&mut pair.server);
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, SessionEvent::Message(_))),
+        "a message sent before AUTH_OK was delivered: {events:?}"
+    );
+    assert_eq!(
+        pair.server.state(),
+        SessionState::Closed(DisconnectReason::ProtocolViolation)
+    );
+}
+
 #[test]
 fn malformed_hello_header_is_refused_with_protocol_violation() {
     let now = Instant::now();

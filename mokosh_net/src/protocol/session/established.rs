@@ -202,6 +202,18 @@ impl Session {
         // Authenticated: only now may state change.
         est.replay.commit(header.message_id);
         est.last_received = now;
+        // A server opens a tick's frames before it applies that tick's
+        // authentication results and delivers them after, so the phase at
+        // delivery can already be `Ready`. Judge what a client sent before
+        // AUTH_OK by the phase it was opened in.
+        if self.role == Role::Server
+            && est.phase != Phase::Ready
+            && !matches!(header.route_id, ROUTE_AUTH | ROUTE_DISCONNECT)
+        {
+            return Err(PacketError::Unexpected(
+                "packet not allowed before authentication completes",
+            ));
+        }
         // What the byte budget will charge: the size the body expands to.
         let decompressed_len = if header.flags.contains(Flags::COMPRESSED) {
             est.compressor
