@@ -72,7 +72,12 @@ fn main() -> ExitCode {
         }
     }
     .unwrap_or_else(|error| common::fail(&format!("server key: {error}")));
-    let token = args.value("token").unwrap_or("test-client").to_owned();
+    // A token per process by default: the development provider makes it the
+    // identity, and one identity holds at most four sessions.
+    let token = args.value("token").map_or_else(
+        || format!("test-client-{}", std::process::id()),
+        str::to_owned,
+    );
     let limit = args.seconds().unwrap_or(Duration::from_secs(10));
     let mut config = ClientPluginConfig::new(key, token);
     if let Some(conditioner) = args.link_conditioner() {

@@ -239,7 +239,10 @@ pub type AuthFuture = Pin<Box<dyn Future<Output = Result<Identity, AuthError>> +
 /// Decides whether a client may connect.
 ///
 /// Called once per handshake from a task on the server's IO runtime, never on
-/// the game thread, so it may do slow I/O. The server bounds the work (see
+/// the game thread, so it may await slow I/O. It shares those worker threads
+/// with the sockets, though: blocking or CPU-heavy work (a password hash, a
+/// synchronous database driver) belongs in `tokio::task::spawn_blocking`,
+/// awaited from the future. The server bounds the work (see
 /// `AuthLimits` in `mokosh_net::server`): at most `max_concurrent` providers
 /// run at once, a request unanswered after `timeout` is abandoned (its future
 /// dropped, the client refused), and a request whose connection closes first
