@@ -183,6 +183,26 @@ pub enum ConnectTarget {
     Custom(Arc<dyn io::transport::ClientBackend>),
 }
 
+impl ConnectTarget {
+    /// The backend that implements this target (every variant is one:
+    /// [`WebSocketClient`](io::transport::WebSocketClient), a
+    /// [`MemoryListener`](io::memory::MemoryListener), ...).
+    pub fn backend(&self) -> Arc<dyn io::transport::ClientBackend> {
+        match self {
+            ConnectTarget::WebSocket(url) => Arc::new(io::transport::WebSocketClient(url.clone())),
+            #[cfg(feature = "tls")]
+            ConnectTarget::WebSocketTls { url, tls } => {
+                Arc::new(io::transport::WebSocketTlsClient {
+                    url: url.clone(),
+                    tls: tls.clone(),
+                })
+            }
+            ConnectTarget::Memory(listener) => Arc::new(listener.clone()),
+            ConnectTarget::Custom(backend) => backend.clone(),
+        }
+    }
+}
+
 impl core::fmt::Debug for ConnectTarget {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -406,19 +426,9 @@ fn start_connect(world: &mut World, client: &mut MokoshClient, target: ConnectTa
         session.disconnect(DisconnectReason::Requested, "reconnecting");
         process_events(world, client);
     }
-    let endpoint = match target {
-        ConnectTarget::WebSocket(url) => {
-            io::websocket::connect(&client.runtime, &url, client.config.io.clone())
-        }
-        #[cfg(feature = "tls")]
-        ConnectTarget::WebSocketTls { url, tls } => {
-            io::websocket::connect_with_tls(&client.runtime, &url, client.config.io.clone(), tls)
-        }
-        ConnectTarget::Memory(listener) => listener.connect(),
-        ConnectTarget::Custom(backend) => {
-            backend.connect(&client.runtime, client.config.io.clone())
-        }
-    };
+    let endpoint = target
+        .backend()
+        .connect(&client.runtime, client.config.io.clone());
     // A previous connection still closing is dropped here (its last frames
     // may be cut short by the reconnect).
     client.endpoint = Some(endpoint);

@@ -1,9 +1,12 @@
-//! Transport backends the plugins can be given instead of the built-in
-//! WebSocket and memory transports (`ServerTransport::Custom`,
-//! `ConnectTarget::Custom`): a datagram transport, an engine-side socket, a
-//! test double. A backend reports its connections through an endpoint built
-//! with [`ServerEndpoint::new`] / [`ClientEndpoint::new`] and implements
-//! [`Link`](super::Link) for each connection.
+//! Transport backends: what the plugins listen and connect with. The built-in
+//! transports are backends ([`WebSocketServer`], [`WebSocketClient`],
+//! [`MemoryServer`], a [`MemoryListener`](super::memory::MemoryListener), and
+//! the TLS variants with the `tls` feature), and so is anything else handed to
+//! `ServerTransport::Custom` / `ConnectTarget::Custom`: a datagram transport,
+//! an engine-side socket, a test double. A backend reports its connections
+//! through an endpoint built with [`ServerEndpoint::new`] /
+//! [`ClientEndpoint::new`] and implements [`Link`](super::Link) for each
+//! connection.
 
 use std::any::Any;
 use std::net::SocketAddr;
@@ -58,5 +61,112 @@ impl ClientEndpoint {
             counters,
             _guard: EndpointGuard::Custom(guard),
         }
+    }
+}
+
+/// The WebSocket server transport as a [`ServerBackend`] (what
+/// `ServerTransport::WebSocket` uses): `ws://` on this address.
+#[derive(Debug, Clone, Copy)]
+pub struct WebSocketServer(pub SocketAddr);
+
+impl ServerBackend for WebSocketServer {
+    fn listen(&self, runtime: &IoRuntime, config: IoConfig) -> std::io::Result<ServerEndpoint> {
+        super::websocket::listen(runtime, self.0, config)
+    }
+}
+
+/// The WebSocket server transport over TLS as a [`ServerBackend`]
+/// (`wss://`, `tls` feature).
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+pub struct WebSocketTlsServer {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// The certificate chain, key and TLS settings.
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+#[cfg(feature = "tls")]
+impl ServerBackend for WebSocketTlsServer {
+    fn listen(&self, runtime: &IoRuntime, config: IoConfig) -> std::io::Result<ServerEndpoint> {
+        super::websocket::listen_tls(runtime, self.addr, config, self.tls.clone())
+    }
+}
+
+/// The WebSocket client transport as a [`ClientBackend`]: connects to a
+/// `ws://` (or, with the `tls` feature, `wss://`) URL.
+#[derive(Debug, Clone)]
+pub struct WebSocketClient(pub String);
+
+impl ClientBackend for WebSocketClient {
+    fn connect(&self, runtime: &IoRuntime, config: IoConfig) -> ClientEndpoint {
+        super::websocket::connect(runtime, &self.0, config)
+    }
+}
+
+/// The WebSocket client transport with its own TLS settings as a
+/// [`ClientBackend`] (`tls` feature).
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+pub struct WebSocketTlsClient {
+    /// The URL, such as `wss://game.example:8443`.
+    pub url: String,
+    /// The roots to trust and other TLS settings.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+#[cfg(feature = "tls")]
+impl ClientBackend for WebSocketTlsClient {
+    fn connect(&self, runtime: &IoRuntime, config: IoConfig) -> ClientEndpoint {
+        super::websocket::connect_with_tls(runtime, &self.url, config, self.tls.clone())
+    }
+}
+
+/// The in-memory server transport as a [`ServerBackend`]. After
+/// [`listen`](ServerBackend::listen), [`listener`](Self::listener) is what
+/// clients connect through (one listener per backend value).
+#[derive(Default)]
+pub struct MemoryServer {
+    listener: std::sync::OnceLock<super::memory::MemoryListener>,
+}
+
+impl std::fmt::Debug for MemoryServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryServer")
+            .field("listening", &self.listener.get().is_some())
+            .finish()
+    }
+}
+
+impl MemoryServer {
+    /// A backend that has not listened yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The listener, once [`listen`](ServerBackend::listen) ran.
+    pub fn listener(&self) -> Option<super::memory::MemoryListener> {
+        self.listener.get().cloned()
+    }
+}
+
+impl ServerBackend for MemoryServer {
+    fn listen(&self, _runtime: &IoRuntime, config: IoConfig) -> std::io::Result<ServerEndpoint> {
+        let (listener, endpoint) = super::memory::listen(config);
+        self.listener.set(listener).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "this MemoryServer is already listening",
+            )
+        })?;
+        Ok(endpoint)
+    }
+}
+
+/// A memory listener is the in-memory client transport: each
+/// [`connect`](ClientBackend::connect) opens one connection to its server.
+impl ClientBackend for super::memory::MemoryListener {
+    fn connect(&self, _runtime: &IoRuntime, _config: IoConfig) -> ClientEndpoint {
+        super::memory::MemoryListener::connect(self)
     }
 }

@@ -31,6 +31,27 @@ pub enum ServerTransport {
     Custom(Arc<dyn crate::io::transport::ServerBackend>),
 }
 
+impl ServerTransport {
+    /// The backend that implements this transport (every variant is one:
+    /// [`WebSocketServer`](crate::io::transport::WebSocketServer),
+    /// [`MemoryServer`](crate::io::transport::MemoryServer), ...).
+    pub fn backend(&self) -> Arc<dyn crate::io::transport::ServerBackend> {
+        use crate::io::transport;
+        match self {
+            ServerTransport::WebSocket(addr) => Arc::new(transport::WebSocketServer(*addr)),
+            #[cfg(feature = "tls")]
+            ServerTransport::WebSocketTls { addr, tls } => {
+                Arc::new(transport::WebSocketTlsServer {
+                    addr: *addr,
+                    tls: tls.clone(),
+                })
+            }
+            ServerTransport::Memory => Arc::new(transport::MemoryServer::new()),
+            ServerTransport::Custom(backend) => backend.clone(),
+        }
+    }
+}
+
 impl core::fmt::Debug for ServerTransport {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

@@ -375,9 +375,10 @@ pub enum ServerStartError {
         #[source]
         source: std::io::Error,
     },
-    /// A custom transport ([`ServerTransport::Custom`]) could not start
-    /// listening. The server does not run.
-    #[error("the custom transport cannot listen: {source}")]
+    /// A transport without an address of its own (a custom backend,
+    /// [`ServerTransport::Custom`]) could not start listening. The server does
+    /// not run.
+    #[error("the transport cannot listen: {source}")]
     Transport {
         /// The backend's error.
         #[source]
@@ -421,32 +422,33 @@ fn start_server(
         registry,
         session: server.config.session.clone(),
     }));
-    let endpoint = match server.config.transport.clone() {
-        ServerTransport::WebSocket(addr) => {
-            match io::websocket::listen(&server.runtime, addr, server.config.io.clone()) {
-                Ok(endpoint) => endpoint,
-                Err(source) => return fail(&mut server, ServerStartError::Bind { addr, source }),
-            }
-        }
-        #[cfg(feature = "tls")]
-        ServerTransport::WebSocketTls { addr, tls } => {
-            match io::websocket::listen_tls(&server.runtime, addr, server.config.io.clone(), tls) {
-                Ok(endpoint) => endpoint,
-                Err(source) => return fail(&mut server, ServerStartError::Bind { addr, source }),
-            }
-        }
-        ServerTransport::Memory => {
-            let (listener, endpoint) = io::memory::listen(server.config.io.clone());
-            commands.insert_resource(MemoryListenerHandle(listener));
-            endpoint
-        }
-        ServerTransport::Custom(backend) => {
-            match backend.listen(&server.runtime, server.config.io.clone()) {
-                Ok(endpoint) => endpoint,
-                Err(source) => return fail(&mut server, ServerStartError::Transport { source }),
-            }
+    // Every transport is a backend; the memory one also hands out its
+    // listener for clients in this process.
+    let transport = server.config.transport.clone();
+    let memory = Arc::new(io::transport::MemoryServer::new());
+    let backend: Arc<dyn io::transport::ServerBackend> = match &transport {
+        ServerTransport::Memory => memory.clone(),
+        other => other.backend(),
+    };
+    let endpoint = match backend.listen(&server.runtime, server.config.io.clone()) {
+        Ok(endpoint) => endpoint,
+        Err(source) => {
+            let error = match transport {
+                ServerTransport::WebSocket(addr) => ServerStartError::Bind { addr, source },
+                #[cfg(feature = "tls")]
+                ServerTransport::WebSocketTls { addr, .. } => {
+                    ServerStartError::Bind { addr, source }
+                }
+                ServerTransport::Memory | ServerTransport::Custom(_) => {
+                    ServerStartError::Transport { source }
+                }
+            };
+            return fail(&mut server, error);
         }
     };
+    if let Some(listener) = memory.listener() {
+        commands.insert_resource(MemoryListenerHandle(listener));
+    }
     if let Some(addr) = endpoint.local_addr() {
         tracing::info!(%addr, "mokosh server listening");
     }
