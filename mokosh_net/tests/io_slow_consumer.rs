@@ -195,6 +195,8 @@ async fn connect(addr: SocketAddr, key: PublicKey, token: &str) -> (Socket, Sess
         if let Message::Binary(bytes) = message {
             let _ = session.handle_packet(Instant::now(), &bytes);
         }
+        // After the server's handshake response: the sealed AUTH.
+        flush(&mut ws, &mut session).await;
         while let Some(event) = session.poll_event() {
             match event {
                 SessionEvent::Connected { .. } => return (ws, session),

@@ -3,8 +3,12 @@
 //! without losing any of them, and a client that sends more before its hello
 //! is answered is dropped (two-App tests on virtual time).
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use mokosh_net::io::{ConnectionLink, IoEvent};
 use mokosh_net::metrics::Rejection;
-use mokosh_net::protocol::KeyPair;
+use mokosh_net::protocol::{ClientConfig, ClientSecurity, KeyPair, MessageRegistry, Session};
 use mokosh_net::server::{MokoshServer, NetSession};
 use mokosh_net::testing::{TestNetwork, client_app, server_app};
 
@@ -67,4 +71,56 @@ fn without_a_burst_nothing_waits() {
             .rejected(Rejection::ProtocolViolation),
         0
     );
+}
+
+/// A raw connection whose first frame is a genuine hello.
+fn raw_hello(network: &mut TestNetwork, keypair: &KeyPair) -> (ConnectionLink, Vec<u8>) {
+    let endpoint = network.listener().connect();
+    let config = ClientConfig {
+        security: ClientSecurity::Pinned(keypair.public()),
+        auth_token: b"raw".to_vec(),
+        registry: Arc::new(MessageRegistry::new()),
+        session: Default::default(),
+    };
+    let mut session = Session::client(&config, Instant::now()).unwrap();
+    let hello = session
+        .poll_transmit()
+        .expect("a client starts with its hello");
+    let link = endpoint
+        .events()
+        .try_iter()
+        .find_map(|event| match event {
+            IoEvent::Opened { link, .. } => Some(link),
+            _ => None,
+        })
+        .expect("the memory transport opens at once");
+    // Keep the endpoint (and so the connection) alive for the whole test.
+    std::mem::forget(endpoint);
+    (link, hello)
+}
+
+#[test]
+fn a_frame_sent_while_the_hello_waits_is_a_violation() {
+    let keypair = KeyPair::generate().unwrap();
+    let server = server_app(keypair.clone(), |config| config.handshakes_per_tick = 1);
+    let mut network = TestNetwork::new(server, Vec::new());
+    let (first, first_hello) = raw_hello(&mut network, &keypair);
+    let (second, second_hello) = raw_hello(&mut network, &keypair);
+    first.send(first_hello).unwrap();
+    second.send(second_hello.clone()).unwrap();
+    // Not waiting for the answer: the hello again.
+    second.send(second_hello).unwrap();
+    network.step();
+    network.step();
+    let server = network.server.world().resource::<MokoshServer>();
+    assert_eq!(server.counters().hellos_deferred, 1);
+    assert_eq!(
+        server
+            .metrics()
+            .snapshot()
+            .rejected(Rejection::ProtocolViolation),
+        1
+    );
+    // The impatient connection is gone; the first one is still handshaking.
+    assert_eq!(server.connection_count(), 1);
 }
