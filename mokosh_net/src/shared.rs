@@ -220,12 +220,21 @@ pub(crate) fn now_from(time: Option<&Time<Real>>) -> Instant {
 /// clamped the way the session clamps it, so the transport accepts exactly
 /// what the session announces.
 pub fn io_config_for(session: &crate::protocol::SessionConfig) -> crate::io::IoConfig {
+    io_config_following(crate::io::IoConfig::default(), session)
+}
+
+/// `io` with the limits that follow from `session` (the largest frame and the
+/// handshake timeout, as in [`io_config_for`]) and its other settings kept.
+pub fn io_config_following(
+    io: crate::io::IoConfig,
+    session: &crate::protocol::SessionConfig,
+) -> crate::io::IoConfig {
     crate::io::IoConfig {
         max_frame_len: crate::protocol::handshake::clamp_message_size(session.max_message_size)
             + crate::protocol::crypto::TAG_LEN
             + crate::protocol::envelope::MAX_HEADER_LEN,
         handshake_timeout: session.handshake_timeout,
-        ..crate::io::IoConfig::default()
+        ..io
     }
 }
 

@@ -68,11 +68,7 @@ impl ClientPluginConfig {
     /// largest message).
     #[must_use]
     pub fn with_session(mut self, session: SessionConfig) -> Self {
-        self.io = IoConfig {
-            max_frame_len: io_config_for(&session).max_frame_len,
-            handshake_timeout: session.handshake_timeout,
-            ..self.io
-        };
+        self.io = crate::shared::io_config_following(self.io, &session);
         self.session = session;
         self
     }
