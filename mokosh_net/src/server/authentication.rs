@@ -10,14 +10,16 @@
 //! * the connection closes → the task is aborted (its future dropped);
 //! * [`AuthLimits::timeout`] passes on the server's clock → the task is
 //!   aborted and the client refused with `AuthFailed`;
-//! * [`AuthLimits::max_pending`] requests are already pending → the client is
-//!   refused at once with `ServerFull`.
+//! * [`AuthLimits::max_pending`] requests are already pending, or
+//!   [`AuthLimits::max_pending_per_address`] from the client's address → the
+//!   client is refused at once with `ServerFull`.
 //!
 //! Results come back through a channel and are applied at the next
 //! `Receive` set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -49,6 +51,8 @@ struct Pending {
     entity: Entity,
     deadline: Instant,
     task: AbortHandle,
+    /// The client's address key (see [`crate::io::limits::ip_key`]).
+    address: Option<IpAddr>,
 }
 
 /// The authentication tasks in flight, by connection.
@@ -57,19 +61,28 @@ pub(super) struct Authentications {
     limits: AuthLimits,
     slots: Arc<Semaphore>,
     pending: BTreeMap<ConnectionId, Pending>,
+    /// Pending requests per address key.
+    per_address: HashMap<IpAddr, usize>,
+    ipv6_prefix_len: u8,
     sender: Sender<AuthOutcome>,
     results: Receiver<AuthOutcome>,
     activity: Arc<Activity>,
 }
 
 impl Authentications {
-    pub(super) fn new(provider: Arc<dyn AuthProvider>, limits: AuthLimits) -> Self {
+    pub(super) fn new(
+        provider: Arc<dyn AuthProvider>,
+        limits: AuthLimits,
+        ipv6_prefix_len: u8,
+    ) -> Self {
         let (sender, results) = crossbeam_channel::unbounded();
         Authentications {
             provider,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             limits,
             pending: BTreeMap::new(),
+            per_address: HashMap::new(),
+            ipv6_prefix_len,
             sender,
             results,
             activity: Arc::new(Activity::default()),
@@ -91,9 +104,19 @@ impl Authentications {
         connection: ConnectionId,
         request: AuthRequest,
     ) -> Result<(), TooManyPending> {
-        if self.pending.len() >= self.limits.max_pending {
+        let address = request
+            .remote
+            .map(|remote| crate::io::limits::ip_key(remote.ip(), self.ipv6_prefix_len));
+        let from_address =
+            address.map_or(0, |key| self.per_address.get(&key).copied().unwrap_or(0));
+        if self.pending.len() >= self.limits.max_pending
+            || from_address >= self.limits.max_pending_per_address
+        {
             counters.auth_overflow();
             return Err(TooManyPending);
+        }
+        if let Some(key) = address {
+            *self.per_address.entry(key).or_default() += 1;
         }
         let provider = Arc::clone(&self.provider);
         let slots = Arc::clone(&self.slots);
@@ -129,6 +152,7 @@ impl Authentications {
                 entity,
                 deadline: now + self.limits.timeout,
                 task: task.abort_handle(),
+                address,
             },
         );
         Ok(())
@@ -137,7 +161,7 @@ impl Authentications {
     /// Aborts `connection`'s task (its connection closed). Returns whether
     /// one was pending.
     pub(super) fn cancel(&mut self, connection: ConnectionId) -> bool {
-        match self.pending.remove(&connection) {
+        match self.take(connection) {
             Some(pending) => {
                 pending.task.abort();
                 true
@@ -160,7 +184,7 @@ impl Authentications {
             .collect();
         outcomes.sort_by_key(|outcome| outcome.connection);
         for outcome in &outcomes {
-            self.pending.remove(&outcome.connection);
+            self.take(outcome.connection);
         }
         outcomes
     }
@@ -176,11 +200,25 @@ impl Authentications {
         expired
             .into_iter()
             .filter_map(|connection| {
-                let pending = self.pending.remove(&connection)?;
+                let pending = self.take(connection)?;
                 pending.task.abort();
                 Some((connection, pending.entity))
             })
             .collect()
+    }
+
+    /// Removes `connection`'s request, releasing its address's share.
+    fn take(&mut self, connection: ConnectionId) -> Option<Pending> {
+        let pending = self.pending.remove(&connection)?;
+        if let Some(key) = pending.address
+            && let Some(count) = self.per_address.get_mut(&key)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.per_address.remove(&key);
+            }
+        }
+        Some(pending)
     }
 
     /// Blocks until no authentication task can make progress on its own
@@ -339,5 +377,70 @@ impl<F> Drop for Tracked<F> {
         ) {
             self.state.activity.remove();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::auth::AuthFuture;
+
+    /// Never answers, so every request stays pending.
+    struct Silent;
+
+    impl AuthProvider for Silent {
+        fn authenticate(&self, _request: AuthRequest) -> AuthFuture {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    fn request(remote: &str) -> AuthRequest {
+        AuthRequest {
+            client_id: 1,
+            remote: Some(remote.parse::<SocketAddr>().unwrap()),
+            token: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pending_requests_are_capped_per_address_and_released() {
+        let runtime = IoRuntime::new(1).unwrap();
+        let counters = Arc::new(ServerCounters::default());
+        let limits = AuthLimits {
+            max_pending_per_address: 2,
+            ..AuthLimits::default()
+        };
+        let mut auth = Authentications::new(Arc::new(Silent), limits, 64);
+        let now = Instant::now();
+        let entity = Entity::PLACEHOLDER;
+        let mut start = |auth: &mut Authentications, id: u64, remote: &str| {
+            auth.start(
+                &runtime,
+                &counters,
+                now,
+                entity,
+                ConnectionId(id),
+                request(remote),
+            )
+        };
+        assert_eq!(start(&mut auth, 1, "192.0.2.1:1000"), Ok(()));
+        assert_eq!(start(&mut auth, 2, "192.0.2.1:1001"), Ok(()));
+        // A third from the same address is refused; other addresses are not.
+        assert_eq!(start(&mut auth, 3, "192.0.2.1:1002"), Err(TooManyPending));
+        assert_eq!(start(&mut auth, 4, "192.0.2.2:1000"), Ok(()));
+        // IPv6 by its /64: two addresses of one prefix share a share.
+        assert_eq!(start(&mut auth, 5, "[2001:db8::1]:1000"), Ok(()));
+        assert_eq!(start(&mut auth, 6, "[2001:db8::2]:1000"), Ok(()));
+        assert_eq!(
+            start(&mut auth, 7, "[2001:db8::3]:1000"),
+            Err(TooManyPending)
+        );
+        assert_eq!(counters.snapshot().auth_overflows, 2);
+        // A closed connection releases its address's share.
+        assert!(auth.cancel(ConnectionId(1)));
+        assert_eq!(start(&mut auth, 8, "192.0.2.1:1003"), Ok(()));
+        assert_eq!(auth.pending(), 5);
     }
 }

@@ -141,6 +141,12 @@ pub struct AuthLimits {
     /// Most requests pending at once (running plus waiting for a slot); one
     /// more is refused at once with `ServerFull`. Default 256.
     pub max_pending: usize,
+    /// Most of those pending requests from one address (IPv4, or IPv6 by the
+    /// IO layer's `ipv6_prefix_len` prefix), so a few addresses cannot fill
+    /// `max_pending` while a slow provider thinks; one more from that address
+    /// is refused with `ServerFull`. Connections without an address (the
+    /// memory transport) are not limited by it. Default 16.
+    pub max_pending_per_address: usize,
 }
 
 impl Default for AuthLimits {
@@ -149,6 +155,7 @@ impl Default for AuthLimits {
             timeout: Duration::from_secs(5),
             max_concurrent: 64,
             max_pending: 256,
+            max_pending_per_address: 16,
         }
     }
 }

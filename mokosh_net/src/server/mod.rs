@@ -142,7 +142,11 @@ impl Plugin for MokoshServerPlugin {
             .unwrap_or_else(crate::auth::default_provider);
         app.insert_resource(MokoshServer {
             config: self.config.clone(),
-            authentications: Authentications::new(auth, self.config.auth_limits.clone()),
+            authentications: Authentications::new(
+                auth,
+                self.config.auth_limits.clone(),
+                self.config.io.ipv6_prefix_len,
+            ),
             endpoint: None,
             protocol: None,
             connections: BTreeMap::new(),
