@@ -415,7 +415,7 @@ mod tests {
         let mut auth = Authentications::new(Arc::new(Silent), limits, 64);
         let now = Instant::now();
         let entity = Entity::PLACEHOLDER;
-        let mut start = |auth: &mut Authentications, id: u64, remote: &str| {
+        let start = |auth: &mut Authentications, id: u64, remote: &str| {
             auth.start(
                 &runtime,
                 &counters,
