@@ -15,7 +15,8 @@
 
 use std::time::Duration;
 
-use bevy_app::App;
+use bevy_app::{App, FixedUpdate};
+use bevy_ecs::prelude::{Message, MessageReader, ResMut, Resource};
 use bevy_time::{Fixed, Time, TimePlugin, TimeUpdateStrategy};
 
 use crate::client::{
@@ -173,4 +174,28 @@ impl TestNetwork {
             .resource::<ConnectionState>()
             .clone()
     }
+}
+
+/// Every message of type `M` an app's fixed steps saw, collected by
+/// [`observe`] (for assertions in two-App tests).
+#[derive(Resource, Debug)]
+pub struct Seen<M: Send + Sync + 'static>(pub Vec<M>);
+
+fn collect<M: Message + Clone>(mut reader: MessageReader<M>, mut seen: ResMut<Seen<M>>) {
+    seen.0.extend(reader.read().cloned());
+}
+
+/// Collects every `M` written in `app` into [`Seen<M>`], read back with
+/// [`seen`]. The collecting system runs in `FixedUpdate`.
+pub fn observe<M: Message + Clone>(app: &mut App) {
+    app.insert_resource(Seen::<M>(Vec::new()));
+    app.add_systems(FixedUpdate, collect::<M>);
+}
+
+/// What [`observe`] collected in `app` so far.
+///
+/// # Panics
+/// If `observe::<M>` was not called on `app`.
+pub fn seen<M: Message + Clone>(app: &App) -> &[M] {
+    &app.world().resource::<Seen<M>>().0
 }

@@ -22,7 +22,7 @@ use mokosh_net::server::{
     KickClient, MokoshServer, SendTarget, ToClients,
 };
 use mokosh_net::shared::{ClientId, MokoshAppExt};
-use mokosh_net::testing::{TestNetwork, client_app, server_app};
+use mokosh_net::testing::{TestNetwork, client_app, observe, seen, server_app};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, GameMessage)]
@@ -47,23 +47,6 @@ mod v2 {
     pub(super) struct Input {
         pub(super) sequence: u64,
     }
-}
-
-/// Collects every message of type `M` into a resource for assertions.
-#[derive(Resource)]
-struct Seen<M: Send + Sync + 'static>(Vec<M>);
-
-fn collect<M: Message + Clone>(mut reader: MessageReader<M>, mut seen: ResMut<Seen<M>>) {
-    seen.0.extend(reader.read().cloned());
-}
-
-fn observe<M: Message + Clone>(app: &mut App) {
-    app.insert_resource(Seen::<M>(Vec::new()));
-    app.add_systems(FixedUpdate, collect::<M>);
-}
-
-fn seen<M: Message + Clone>(app: &App) -> &[M] {
-    &app.world().resource::<Seen<M>>().0
 }
 
 /// Server: echoes each Input back to its sender as Echo.

@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use bevy_app::{App, FixedUpdate};
-use bevy_ecs::prelude::*;
+use bevy_app::App;
 use mokosh_derive::GameMessage;
 use mokosh_net::auth::{
     AuthFuture, AuthProvider, AuthRequest, BuildProfile, Identity, UNCONFIGURED_MESSAGE,
@@ -25,30 +24,13 @@ use mokosh_net::server::{
     SessionsPerIdentity, WhenIdentityFull,
 };
 use mokosh_net::shared::MokoshAppExt;
-use mokosh_net::testing::{TestNetwork, client_app, server_app};
+use mokosh_net::testing::{TestNetwork, client_app, observe, seen, server_app};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, GameMessage)]
 #[route_id = 100]
 struct Input {
     sequence: u32,
-}
-
-/// Collects every message of type `M` into a resource for assertions.
-#[derive(Resource)]
-struct Seen<M: Send + Sync + 'static>(Vec<M>);
-
-fn collect<M: Message + Clone>(mut reader: MessageReader<M>, mut seen: ResMut<Seen<M>>) {
-    seen.0.extend(reader.read().cloned());
-}
-
-fn observe<M: Message + Clone>(app: &mut App) {
-    app.insert_resource(Seen::<M>(Vec::new()));
-    app.add_systems(FixedUpdate, collect::<M>);
-}
-
-fn seen<M: Message + Clone>(app: &App) -> &[M] {
-    &app.world().resource::<Seen<M>>().0
 }
 
 fn server(keypair: &KeyPair, configure: impl FnOnce(&mut ServerPluginConfig)) -> App {

@@ -20,7 +20,7 @@ use mokosh_net::server::{
     MokoshServer, SendTarget, ServerPluginConfig, ToClients, server_running,
 };
 use mokosh_net::shared::{ClientId, MokoshAppExt};
-use mokosh_net::testing::{TestNetwork, client_app, server_app};
+use mokosh_net::testing::{TestNetwork, client_app, observe, seen, server_app};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, GameMessage)]
@@ -33,23 +33,6 @@ struct Input {
 #[route_id = 102]
 struct Blob {
     bytes: Vec<u8>,
-}
-
-/// Collects every message of type `M` into a resource for assertions.
-#[derive(Resource)]
-struct Seen<M: Send + Sync + 'static>(Vec<M>);
-
-fn collect<M: Message + Clone>(mut reader: MessageReader<M>, mut seen: ResMut<Seen<M>>) {
-    seen.0.extend(reader.read().cloned());
-}
-
-fn observe<M: Message + Clone>(app: &mut App) {
-    app.insert_resource(Seen::<M>(Vec::new()));
-    app.add_systems(FixedUpdate, collect::<M>);
-}
-
-fn seen<M: Message + Clone>(app: &App) -> &[M] {
-    &app.world().resource::<Seen<M>>().0
 }
 
 fn server(keypair: &KeyPair, configure: impl FnOnce(&mut ServerPluginConfig)) -> App {
