@@ -124,6 +124,8 @@ fn mokosh_server() {
     let mut config = ServerPluginConfig::websocket("127.0.0.1:0".parse().expect("addr"), keypair);
     config.auth = Some(Arc::new(DevAuthProvider::new()));
     config.io.max_connections_per_ip = 4096;
+    // Every simulated player comes from one loopback address.
+    config.auth_limits.max_pending_per_address = 4096;
     config.io.accept_rate = mokosh_net::io::limits::AcceptRate::unlimited();
     config.io.max_connections = 4096;
     App::new()

@@ -157,6 +157,8 @@ impl RunningServer {
             );
             config.auth = Some(Arc::new(DevAuthProvider::new()));
             config.io.max_connections_per_ip = 1024;
+            // Hundreds of players from one loopback address.
+            config.auth_limits.max_pending_per_address = 1024;
             config.io.accept_rate = mokosh_net::io::limits::AcceptRate::unlimited();
             configure(&mut config);
             let mut app = App::new();
